@@ -24,7 +24,8 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 @dataclass(frozen=True)
 class TaskConfig:
-    name: str = "modular"          # modular, permutation (S_n), polynomial (Kumar), teacher_student, mnist
+    name: str = "modular"          # modular, permutation (S_n), polynomial (Kumar), teacher_student, mnist,
+                                   # toy_add, toy_permutation (Liu et al. 2022)
     op: str = "add"                # add, sub, mul, div, x2y2, x2xyy2, x3xy (modular)
     p: int = 113                   # modulus
     n: int = 3                     # permutation group S_n size (task "permutation")
@@ -39,11 +40,13 @@ class TaskConfig:
     d_output: int = 5
     # images (Omnigrok's MNIST): a folder with the official gzipped IDX files
     data_dir: str = ""
+    # Liu et al. 2022 toy tasks: fixed random N(0, 1) target vector per class (train.loss=target_mse)
+    d_target: int = 30
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "transformer"      # "transformer", "mlp" or "committee"
+    name: str = "transformer"      # transformer, mlp, committee, toy (Liu et al. 2022), lstm
     n_layers: int = 1
     d_model: int = 128
     n_heads: int = 4
@@ -61,6 +64,7 @@ class ModelConfig:
     centered: bool = False         # output alpha * (g(x; theta) - g(x; theta_0))
     alpha_lr: bool = False         # divide the learning rate by alpha^2
     eps: float = 0.02              # committee: phi(h) = h + eps/2 h^2 (Kumar et al. 2024)
+    compose: str = "sum"           # toy: decoder input E_a + E_b ("sum") or E_a @ E_b ("matmul", S3)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class OptimConfig:
     grokfast_alpha: float = 0.98   # EMA momentum
     grokfast_lamb: float = 2.0     # amplification of the slow gradient
     grokfast_window: int = 100     # MA window
+    # token embedding (`embed.*`) in its own group (Liu et al. 2022: embedding lr 1e-3, decoder 1e-4)
+    embed_lr: float = 0.0          # 0: same as lr
+    embed_weight_decay: float = -1.0  # < 0: same as weight_decay
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class TrainConfig:
     steps: int = 40_000
     seed: int = 0
     batch_size: int = 0            # 0: full batch
-    loss: str = "cross_entropy"    # cross_entropy or mse (to one-hot targets)
+    loss: str = "cross_entropy"    # cross_entropy, mse (to one-hot) or target_mse (Liu's target vectors)
     loss_dtype: str = "float64"    # float32 or float64 (Nanda et al. use float64)
     log_every: int = 1             # metrics row every this many steps
     threads: int = 0               # torch threads; 0 leaves torch's default

@@ -30,15 +30,36 @@ def lr_at(config: RunConfig, step: int) -> float:
     return base_lr(config) * (min(step / warmup, 1.0) if warmup > 0 else 1.0)
 
 
-def make_optimizer(config: RunConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def param_groups(config: RunConfig, model: nn.Module) -> list[dict[str, Any]]:
+    """The trainable parameters in groups: the token embedding (`embed.*`) on its own when
+    `optim.embed_lr` or `optim.embed_weight_decay` is set (Liu et al. 2022 train embedding and
+    decoder with separate AdamW optimizers; per-parameter AdamW makes that the same as two groups),
+    else one group. `lr_scale` is the group's learning rate over `optim.lr`."""
+    o = config.optim
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    split = o.embed_lr > 0 or o.embed_weight_decay >= 0
+    embed = [p for n, p in named if split and n.startswith("embed.")]
+    rest = [p for n, p in named if not (split and n.startswith("embed."))]
+    groups = [{"params": rest, "weight_decay": o.weight_decay, "lr_scale": 1.0}]
+    if embed:
+        groups.insert(0, {"params": embed, "lr_scale": (o.embed_lr / o.lr if o.embed_lr > 0 else 1.0),
+                          "weight_decay": (o.embed_weight_decay if o.embed_weight_decay >= 0
+                                           else o.weight_decay)})
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     o = config.optim
     lr = base_lr(config)
+    groups = param_groups(config, model)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
     if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2))
     if o.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
+        return torch.optim.Adam(groups, lr=lr, betas=(o.beta1, o.beta2))
     if o.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.SGD(groups, lr=lr, momentum=o.momentum)
     raise UsageError(f"unknown optim.name {o.name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 

@@ -30,11 +30,12 @@ def parallelograms(p: int, modulus: int | None = None) -> Tensor:
 
 
 def standardize(E: Tensor) -> Tensor:
-    """Each coordinate to zero mean and unit standard deviation across symbols (constant
+    """Each coordinate to zero mean and unit standard deviation across symbols (the
+    Bessel-corrected standard deviation, `torch.std`'s default, as in their code; constant
     coordinates are left centered)."""
     E = E.to(torch.float64)
     E = E - E.mean(0)
-    std = E.std(0, unbiased=False)
+    std = E.std(0)
     return E / torch.where(std > 0, std, torch.ones_like(std))
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from grokscope import __version__
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError, UsageError
+from grokscope.losses import LOSSES, loss_and_accuracy, task_targets
 from grokscope.models import build_model
 from grokscope.optim import (Grokfast, lr_at, make_optimizer, optimizer_from_tensors,
                              optimizer_to_tensors)
@@ -39,26 +39,11 @@ from grokscope.store import (METRIC_COLUMNS, Run, atomic_write_json, atomic_writ
                              read_metrics_rows, save_tensors, transition_steps, transition_thresholds)
 from grokscope.tasks import build_task
 
-LOSSES = ("cross_entropy", "mse")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class TrainingInterrupted(GrokscopeError):
     exit_code = 130
-
-
-def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Mean loss in `dtype` (float64 avoids the float32 log-softmax floor near 1e-7) and accuracy
-    (NaN for regression, where labels are real numbers)."""
-    out_ = out.to(dtype)
-    if labels.is_floating_point():  # regression: mean squared error, no accuracy
-        value = F.mse_loss(out_.reshape(labels.shape), labels.to(dtype))
-        return value, torch.tensor(float("nan"))
-    if loss == "cross_entropy":
-        value = F.cross_entropy(out_, labels)
-    else:  # mse to one-hot targets, mean over every entry (Omnigrok; Kumar et al.)
-        value = F.mse_loss(out_, F.one_hot(labels, out.shape[-1]).to(dtype))
-    return value, (out.argmax(-1) == labels).float().mean()
 
 
 def weight_norm(params: list[Tensor]) -> float:
@@ -110,6 +95,9 @@ def check_config(config: RunConfig) -> None:
     if t.fixed_norm > 0 and config.optim.weight_decay != 0:
         raise UsageError("train.fixed_norm holds the weight norm fixed; weight decay would fight it: "
                          "set optim.weight_decay=0")
+    if t.loss == "target_mse" and not config.task.name.startswith("toy_"):
+        raise UsageError("train.loss=target_mse needs a task with target vectors "
+                         "(task.name=toy_add or toy_permutation)")
     if config.optim.grokfast not in ("none", "ema", "ma"):
         raise UsageError(f"unknown optim.grokfast {config.optim.grokfast!r}; choose none, ema or ma")
 
@@ -193,7 +181,7 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
     if fixed is not None:
         project_to_norm(params, fixed)  # start on the sphere too
     o = config.optim
-    st = _State(model, make_optimizer(config, params),
+    st = _State(model, make_optimizer(config, model),
                 torch.Generator().manual_seed(config.train.seed + 1),
                 Grokfast(o.grokfast, params, o.grokfast_alpha, o.grokfast_lamb, o.grokfast_window)
                 if o.grokfast != "none" else None)
@@ -228,6 +216,8 @@ def _loop(config: RunConfig, out: Path, task, st: _State, rows: list[tuple], inf
     params = [p for p in model.parameters() if p.requires_grad]
     train_x, train_y = task.train_inputs.to(device), task.train_labels.to(device)
     test_x, test_y = task.test_inputs.to(device), task.test_labels.to(device)
+    targets = task_targets(task)
+    targets = targets.to(device) if targets is not None else None
     n_train = train_x.shape[0]
     full_batch = t.batch_size == 0 or t.batch_size >= n_train
     to_checkpoint = set(schedule)
@@ -266,13 +256,13 @@ def _loop(config: RunConfig, out: Path, task, st: _State, rows: list[tuple], inf
             else:
                 idx = torch.randperm(n_train, generator=st.batch_rng)[: t.batch_size].to(device)
                 xb, yb = train_x[idx], train_y[idx]
-            loss, acc = loss_and_accuracy(model(xb), yb, t.loss, dtype)
+            loss, acc = loss_and_accuracy(model(xb), yb, t.loss, dtype, targets)
 
             lr = lr_at(config, s)
             if s % t.log_every == 0 or s == t.steps:
                 model.eval()
                 with torch.no_grad():
-                    test_loss, test_acc = loss_and_accuracy(model(test_x), test_y, t.loss, dtype)
+                    test_loss, test_acc = loss_and_accuracy(model(test_x), test_y, t.loss, dtype, targets)
                 rows.append((s, loss.item(), acc.item(), test_loss.item(), test_acc.item(),
                              weight_norm(params), lr if s < t.steps else 0.0))
                 bar.update(s, _progress_text(rows[-1]))
@@ -289,7 +279,7 @@ def _loop(config: RunConfig, out: Path, task, st: _State, rows: list[tuple], inf
             if st.grokfast is not None:
                 st.grokfast.apply()
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             optimizer.step()
             if st.fixed_norm is not None:
                 project_to_norm(params, st.fixed_norm)

@@ -7,13 +7,15 @@ from torch import nn
 from grokscope.config import RunConfig
 from grokscope.errors import UsageError
 
-MODELS = ("transformer", "mlp", "committee")
+MODELS = ("transformer", "mlp", "committee", "toy", "lstm")
 
 
 def build_model(config: RunConfig, task) -> nn.Module:
     """The model a config names, sized for the task, initialised from the current torch seed."""
     m = config.model
     continuous = getattr(task, "is_continuous", False)
+    if m.name != "toy" and getattr(task, "name", "").startswith("toy_"):
+        raise UsageError(f"task {task.name} is Liu et al.'s toy task; use model.name=toy")
     if continuous and m.name not in ("committee", "mlp"):
         raise UsageError(f"task {task.name} has real-valued inputs; use model.name=mlp (or committee)")
     if m.name == "transformer":
@@ -38,4 +40,17 @@ def build_model(config: RunConfig, task) -> nn.Module:
             raise UsageError("model.name=committee needs task.name=polynomial")
         return Committee(task.all_inputs.shape[1], m.hidden[0], alpha=m.alpha, eps=m.eps,
                          centered=m.centered, init_scale=m.init_scale)
+    if m.name == "toy":
+        from grokscope.models.toy import Toy
+
+        if not task.name.startswith("toy_"):
+            raise UsageError("model.name=toy needs task.name=toy_add or toy_permutation")
+        n_out = task.targets.shape[1] if config.train.loss == "target_mse" else task.n_classes
+        return Toy(task.vocab_size, n_out, d_embed=m.d_embed, hidden=m.hidden, act=m.act,
+                   compose=m.compose, init_scale=m.init_scale)
+    if m.name == "lstm":
+        from grokscope.models.lstm import LSTM
+
+        return LSTM(task.vocab_size, task.n_classes, d_embed=m.d_embed or m.d_model,
+                    d_hidden=m.d_model, n_layers=m.n_layers, init_scale=m.init_scale)
     raise UsageError(f"unknown model.name {m.name!r}; choose one of {', '.join(MODELS)}")

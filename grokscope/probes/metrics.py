@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from grokscope.losses import loss_and_accuracy, task_targets
 from grokscope.probes.base import Probe, ProbeContext, register_probe
 
 
@@ -20,17 +20,9 @@ class MetricsProbe(Probe):
         out = {}
         for split in ("train", "test"):
             idx = getattr(task, f"{split}_indices")
-            y, z = task.all_labels[idx], logits[idx]
-            if y.is_floating_point():  # regression
-                out[f"{split}_loss"] = F.mse_loss(z.reshape(y.shape), y.to(z.dtype)).item()
-                out[f"{split}_acc"] = float("nan")
-                continue
-            if loss_kind == "mse":
-                loss = F.mse_loss(z, F.one_hot(y, z.shape[-1]).to(z.dtype))
-            else:
-                loss = F.cross_entropy(z, y)
-            out[f"{split}_loss"] = loss.item()
-            out[f"{split}_acc"] = (z.argmax(-1) == y).double().mean().item()
+            loss, acc = loss_and_accuracy(logits[idx], task.all_labels[idx], loss_kind,
+                                          torch.float64, task_targets(task))
+            out[f"{split}_loss"], out[f"{split}_acc"] = loss.item(), acc.item()
         return out
 
 

@@ -10,20 +10,21 @@ from grokscope.probes.base import Probe, ProbeContext, register_probe
 @register_probe
 class ParallelogramProbe(Probe):
     name = "parallelogram"
-    version = "1"
+    version = "2"
     description = "RQI, effective parallelogram loss and predicted accuracy of the token embedding (Liu et al. 2022)"
     defaults = {"tol": 0.01}
 
     def applies_to(self, run) -> bool | str:
         t = run.config.task
-        if t.name != "modular" or t.op != "add":
-            return f"parallelograms i + j = m + n need an addition task (task is {t.name} {t.op})"
-        return True
+        if t.name == "toy_add" or (t.name == "modular" and t.op == "add"):
+            return True
+        return f"parallelograms i + j = m + n need an addition task (task is {t.name} {t.op})"
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         task = ctx.task
         p = task.p
-        quads = ctx.run_memo("parallelograms", lambda: parallelograms(p, modulus=p))
+        modulus = None if task.name == "toy_add" else p  # Liu et al.'s toy: the plain sum
+        quads = ctx.run_memo("parallelograms", lambda: parallelograms(p, modulus=modulus))
         E = token_embedding(ctx.model, p)
         pairs = task.all_inputs[:, :2]
         tol = self.params["tol"]
@@ -31,6 +32,6 @@ class ParallelogramProbe(Probe):
             "rqi": rqi(E, quads, tol),
             "parallelogram_loss": parallelogram_loss(E, quads),
             "predicted_accuracy": predicted_accuracy(E, pairs[task.train_indices], pairs[task.test_indices],
-                                                     modulus=p, tol=tol),
+                                                     modulus=modulus, tol=tol),
             "n_parallelograms": float(len(quads)),
         }

@@ -9,8 +9,10 @@ from grokscope.tasks.modular import OPS, modular_task
 from grokscope.tasks.permutation import permutation_task
 from grokscope.tasks.continuous import mnist_task, teacher_student_task
 from grokscope.tasks.polynomial import polynomial_task
+from grokscope.tasks.toy import toy_add_task, toy_permutation_task
 
-TASKS = ("modular", "permutation", "polynomial", "teacher_student", "mnist")
+TASKS = ("modular", "permutation", "polynomial", "teacher_student", "mnist", "toy_add",
+         "toy_permutation")
 
 
 def build_task(config: RunConfig) -> Task:
@@ -26,6 +28,10 @@ def build_task(config: RunConfig) -> Task:
                                     config.split_seed)
     if t.name == "mnist":
         return mnist_task(t.data_dir, t.n_train, config.split_seed)
+    if t.name == "toy_add":
+        return toy_add_task(t.p, t.frac_train, t.d_target, config.split_seed)
+    if t.name == "toy_permutation":
+        return toy_permutation_task(t.n, t.frac_train, t.d_target, config.split_seed)
     raise UsageError(f"unknown task.name {t.name!r}; choose one of {', '.join(TASKS)}")
 
 

@@ -1,0 +1,78 @@
+"""Liu et al. 2022's toy model: learnable symbol embeddings, combined by a fixed rule, then an MLP
+decoder (their `toy/train_add.py`: `DEC` and `NET`).
+
+    E_a, E_b = embed.W_E[a], embed.W_E[b]          # (d_embed,) each, init uniform(-1/2, 1/2)
+    h = E_a + E_b            (compose = "sum", addition)
+    h = E_a @ E_b            (compose = "matmul", S_n: d_embed = k^2, k x k matrices)
+    out = decoder(h)         # hidden layers (default 2 x 200, tanh), then a readout
+
+Initialisation reproduces theirs draw for draw from the same torch seed: the embedding
+`torch.rand(p, d) - 1/2` first, then each layer as `nn.Linear` (weight then bias, both
+uniform(+-1/sqrt(fan_in))), so seed 58 starts where the authors' default run starts.
+Hook names follow the MLP model: `hook_embed` (batch, 2, d_embed), `hook_combined` (batch,
+d_embed), `blocks.{i}.mlp.hook_pre` / `hook_post`, `hook_logits`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from grokscope.errors import UsageError
+from grokscope.models.mlp import Block, Readout
+
+COMPOSE = ("sum", "matmul")
+
+
+class Toy(HookedRootModule):
+    """operand ids (batch, 2) int64 -> (batch, n_out)."""
+
+    def __init__(self, n_symbols: int, n_out: int, *, d_embed: int = 1,
+                 hidden: tuple[int, ...] = (200, 200), act: str = "tanh",
+                 compose: str = "sum", init_scale: float = 1.0):
+        super().__init__()
+        if compose not in COMPOSE:
+            raise UsageError(f"unknown model.compose {compose!r}; choose one of {', '.join(COMPOSE)}")
+        if d_embed < 1:
+            raise UsageError(f"model.toy needs model.d_embed >= 1 (Liu et al. use 1), got {d_embed}")
+        self.k = math.isqrt(d_embed)
+        if compose == "matmul" and self.k * self.k != d_embed:
+            raise UsageError(f"compose=matmul needs a square model.d_embed (9 for 3x3 matrices), got {d_embed}")
+        self.compose = compose
+        self.embed = nn.Module()
+        self.embed.W_E = nn.Parameter(torch.empty(n_symbols, d_embed))
+        self.hook_embed = HookPoint()
+        self.hook_combined = HookPoint()
+        widths = (d_embed, *hidden)
+        self.blocks = nn.ModuleList(Block(widths[i], widths[i + 1], act, True)
+                                    for i in range(len(hidden)))
+        self.unembed = Readout(widths[-1], n_out, True)
+        self.hook_logits = HookPoint()
+        self.reset_parameters(init_scale)
+        self.setup()
+
+    @torch.no_grad()
+    def reset_parameters(self, init_scale: float = 1.0) -> None:
+        self.embed.W_E.copy_((torch.rand(self.embed.W_E.shape) - 0.5) * init_scale)
+        layers = [(b.mlp.W_in, b.mlp.b_in) for b in self.blocks] + [(self.unembed.W_U, self.unembed.b_U)]
+        for W, b in layers:
+            bound = 1.0 / math.sqrt(W.shape[0])
+            W.copy_(torch.empty(W.shape[1], W.shape[0]).uniform_(-bound, bound).T * init_scale)
+            b.copy_(torch.empty(b.shape).uniform_(-bound, bound) * init_scale)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        E = self.hook_embed(F.embedding(tokens[:, :2], self.embed.W_E))
+        if self.compose == "sum":
+            h = E[:, 0] + E[:, 1]
+        else:
+            k = self.k
+            h = (E[:, 0].reshape(-1, k, k) @ E[:, 1].reshape(-1, k, k)).flatten(1)
+        x = self.hook_combined(h)
+        for block in self.blocks:
+            x = block(x)
+        return self.hook_logits(self.unembed(x))
