@@ -33,6 +33,10 @@ _LAZY = {
     "build_task": "grokscope.tasks",
     "build_model": "grokscope.models",
     "checkpoint_schedule": "grokscope.schedule",
+    "critical_fraction": "grokscope.parallelogram",
+    "rqi": "grokscope.parallelogram",
+    "sweep": "grokscope.sweep",
+    "classify_phase": "grokscope.phase_diagram",
 }
 
 __all__ = ["__version__", "Probe", "ProbeContext", "ProbeResult", "Run", "RunConfig", "analyze",

@@ -84,6 +84,43 @@ def cmd_landscape(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from grokscope.sweep import sweep
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.checkpoints == "all":
+        checkpoints = 0
+    else:
+        try:
+            checkpoints = int(args.checkpoints)
+            if checkpoints < 1:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--checkpoints expects a count >= 1 or 'all', got {args.checkpoints!r}") from None
+    out = sweep(args.preset, args.grid, seeds=args.seeds, overrides=args.set, out=args.out,
+                jobs=args.jobs, executor=args.executor, address=args.address,
+                vectorize=args.vectorize, checkpoints=checkpoints, lag=args.lag,
+                threshold=args.threshold, progress=not args.quiet)
+    print(out / "report.html")
+    return 0
+
+
+def cmd_critical_fraction(args) -> int:
+    from grokscope.parallelogram import critical_fraction
+
+    if args.p < 3:
+        raise UsageError(f"p must be at least 3, got {args.p}")
+    result = critical_fraction(args.p, samples=args.samples, seed=args.seed)
+    print(f"# p={args.p}: P(training pairs determine the representation up to translation and "
+          f"scale); {result.method}")
+    print("n_train,fraction,probability,stderr")
+    for n, f, pr, se in zip(result.sizes, result.fractions, result.probability, result.stderr):
+        print(f"{n},{f:.4f},{pr:.4f},{se:.4f}")
+    print(f"# critical fraction (probability 1/2): {result.critical:.3f}")
+    return 0
+
+
 def cmd_info(args) -> int:
     import numpy as np
 
@@ -246,6 +283,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="default checkpoints/landscape-<preset>")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_landscape)
+
+    p = sub.add_parser("sweep", help="train a grid of runs and draw its phase diagram (Liu et al. 2022)")
+    p.add_argument("--preset", action="append", required=True,
+                   help="recipe name; repeat to compare presets in one sweep")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=LO:HI:N[:log|lin] | KEY=V1,V2",
+                   help="a grid axis (linear unless :log); repeatable")
+    p.add_argument("--seeds", help="a count N (the preset seed and the N-1 after it) or a list 0,1,2")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override applied to every run")
+    p.add_argument("--out", type=Path, help="sweep directory (default checkpoints/sweep-<preset>)")
+    p.add_argument("--jobs", type=int, default=2, help="local worker processes (default 2)")
+    p.add_argument("--executor", default="local", help="local (default) or ray")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto); default starts a local Ray")
+    p.add_argument("--vectorize", default="auto",
+                   help="train compatible small runs stacked: auto (when it pays), always, never")
+    p.add_argument("--checkpoints", default="10",
+                   help="log-spaced checkpoints kept per run (default 10), or 'all' for the preset's schedule")
+    p.add_argument("--lag", type=int, default=1000, help="grokking: test lags train by more than this")
+    p.add_argument("--threshold", type=float, default=0.9, help="accuracy threshold (default 0.9)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_sweep)
+
+    p = sub.add_parser("critical-fraction", help="probability that n training pairs determine the "
+                       "toy addition's representation (Liu et al. 2022)")
+    p.add_argument("p", type=int, nargs="?", default=10)
+    p.add_argument("--samples", type=int, default=2000, help="Monte Carlo orderings (p > 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_critical_fraction)
 
     p = sub.add_parser("info", help="config, progress, schedule and transition steps of a run")
     p.add_argument("run", type=Path)

@@ -31,7 +31,8 @@ def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype
     if loss == "target_mse":
         targets = targets.to(dtype)
         value = F.mse_loss(out_, targets[labels])
-        distances = (out_[:, None, :] - targets[None]).pow(2).sum(-1)
+        # nearest target: argmin_c |o - t_c|^2 = argmin_c (|t_c|^2 - 2 o.t_c)
+        distances = targets.pow(2).sum(-1) - 2 * out_ @ targets.T
         return value, (distances.argmin(-1) == labels).double().mean()
     if loss == "cross_entropy":
         value = F.cross_entropy(out_, labels)

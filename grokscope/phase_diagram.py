@@ -1,0 +1,283 @@
+"""Liu et al. 2022's four learning phases, phase diagrams and steps-to-generalize maps of a sweep.
+
+A run is classified from its metrics (their criteria, thresholds configurable):
+
+- train step: the first step with train accuracy >= threshold (0.9); test step likewise;
+- comprehension: both reached and the test step lags the train step by at most `lag` (1,000);
+- grokking: both reached and the lag is larger than `lag`;
+- memorization: train reached, test not, within the step budget;
+- confusion: train not reached (whatever the test accuracy).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grokscope.store import atomic_write_text, read_json
+
+PHASES = ("comprehension", "grokking", "memorization", "confusion")
+COLORS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
+          "confusion": "#9e9e9e", "": "#ffffff"}
+
+
+def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
+    hit = np.flatnonzero(values >= threshold - 1e-9)
+    return int(steps[hit[0]]) if len(hit) else None
+
+
+def classify_phase(steps, train_acc, test_acc, *, threshold: float = 0.9,
+                   lag: int = 1000) -> tuple[str, int | None, int | None]:
+    """(phase, train step, test step) of one run's accuracy curves."""
+    steps, train_acc, test_acc = map(np.asarray, (steps, train_acc, test_acc))
+    t_train = first_step(steps, train_acc, threshold)
+    t_test = first_step(steps, test_acc, threshold)
+    if t_train is None:
+        return "confusion", None, t_test
+    if t_test is None:
+        return "memorization", t_train, None
+    return ("grokking" if t_test - t_train > lag else "comprehension"), t_train, t_test
+
+
+def phase_table(run_dir: Path, points, *, threshold: float = 0.9, lag: int = 1000) -> dict[str, np.ndarray]:
+    """One row per sweep point: name, preset, coordinates, seed, status, the two steps, the lag,
+    final accuracies and the phase ("" for runs without metrics)."""
+    from grokscope.store import Run
+
+    rows = []
+    for p in points:
+        path = run_dir / p.name
+        row: dict[str, Any] = {"name": p.name, "preset": p.preset, **p.coords, "seed": p.seed}
+        try:
+            run = Run(path)
+            status, m = run.status, run.metrics
+        except (FileNotFoundError, ValueError, OSError):
+            status, m = "missing", None
+        row["status"] = status
+        if m is not None and len(m["step"]) and not np.all(np.isnan(m["train_acc"])):
+            phase, t_train, t_test = classify_phase(m["step"], m["train_acc"], m["test_acc"],
+                                                    threshold=threshold, lag=lag)
+            if status != "complete" and phase in ("memorization", "confusion"):
+                phase = ""  # not decided before the step budget is spent
+            row.update(train_step=t_train, test_step=t_test,
+                       lag=(t_test - t_train) if t_train is not None and t_test is not None else None,
+                       final_train_acc=float(m["train_acc"][-1]), final_test_acc=float(m["test_acc"][-1]),
+                       phase=phase)
+        else:
+            row.update(train_step=None, test_step=None, lag=None, final_train_acc=None,
+                       final_test_acc=None, phase="")
+        rows.append(row)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = {}
+    for c in columns:
+        values = [r.get(c) for r in rows]
+        if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            table[c] = np.array([np.nan if v is None else float(v) for v in values])
+        else:
+            table[c] = np.array(["" if v is None else str(v) for v in values], dtype=object)
+    return table
+
+
+def cells(table: dict[str, np.ndarray], keys: list[str]) -> list[dict[str, Any]]:
+    """Aggregate over seeds: per grid cell the majority phase (ties: the order of PHASES), the
+    count of each phase, and the mean steps to generalize over runs that generalized."""
+    groups: dict[tuple, list[int]] = {}
+    for i in range(len(table["name"])):
+        groups.setdefault(tuple(table[k][i] for k in ["preset", *keys]), []).append(i)
+    out = []
+    for coords, idx in groups.items():
+        phases = [table["phase"][i] for i in idx if table["phase"][i]]
+        counts = Counter(phases)
+        majority = max(PHASES, key=lambda ph: (counts[ph], -PHASES.index(ph))) if phases else ""
+        test_steps = table["test_step"][idx]
+        done = test_steps[np.isfinite(test_steps)]
+        out.append({"preset": coords[0], **dict(zip(keys, coords[1:])), "phase": majority,
+                    **{f"n_{ph}": counts[ph] for ph in PHASES}, "runs": len(idx),
+                    "mean_test_step": float(done.mean()) if len(done) else float("nan"),
+                    "generalized": len(done)})
+    return out
+
+
+def _grid(cell_rows, keys, x_key, y_key):
+    xs = sorted({c[x_key] for c in cell_rows}) if x_key else [None]
+    ys = sorted({c[y_key] for c in cell_rows}) if y_key else [None]
+    return xs, ys
+
+
+def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[str, str], fig,
+                       value: str = "phase") -> None:
+    """One panel per preset; x the first grid key, y the second (a strip for one key). `value`
+    "phase" colours cells by phase; "mean_test_step" draws the steps-to-generalize heat map."""
+    import matplotlib.colors as mcolors
+
+    presets = list(dict.fromkeys(c["preset"] for c in cell_rows))
+    x_key = keys[0] if keys else None
+    y_key = keys[1] if len(keys) > 1 else None
+    axs = fig.subplots(1, len(presets), squeeze=False)[0]
+    for ax, preset in zip(axs, presets):
+        rows = [c for c in cell_rows if c["preset"] == preset]
+        xs, ys = _grid(rows, keys, x_key, y_key)
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for c in rows:
+            i = ys.index(c[y_key]) if y_key else 0
+            j = xs.index(c[x_key]) if x_key else 0
+            grid[i, j] = (PHASES.index(c["phase"]) if c["phase"] else np.nan) if value == "phase" else c[value]
+        if value == "phase":
+            cmap = mcolors.ListedColormap([COLORS[p] for p in PHASES])
+            ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5,
+                      interpolation="nearest")
+        else:
+            finite = grid[np.isfinite(grid)]
+            norm = mcolors.LogNorm(max(finite.min(), 1), max(finite.max(), 2)) if len(finite) else None
+            im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm,
+                           interpolation="nearest")
+            fig.colorbar(im, ax=ax, label="steps to test acc. >= threshold")
+        _ticks(ax.set_xticks, ax.set_xticklabels, xs)
+        _ticks(ax.set_yticks, ax.set_yticklabels, ys)
+        ax.set_xlabel(_axis_label(x_key, axes_scale))
+        ax.set_ylabel(_axis_label(y_key, axes_scale))
+        if len(presets) > 1:
+            ax.set_title(preset)
+    if value == "phase":
+        from matplotlib.patches import Patch
+
+        fig.legend(handles=[Patch(color=COLORS[p], label=p) for p in PHASES], loc="upper center",
+                   ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.02))
+
+
+def _ticks(set_ticks, set_labels, values) -> None:
+    step = max(1, len(values) // 8)
+    idx = list(range(0, len(values), step))
+    set_ticks(idx)
+    set_labels(["" if values[i] is None else f"{values[i]:.2g}" if isinstance(values[i], float)
+                else str(values[i]) for i in idx])
+
+
+def _axis_label(key: str | None, scale: dict[str, str]) -> str:
+    if key is None:
+        return ""
+    return key + (" (log grid)" if scale.get(key) == "log" else "")
+
+
+def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
+    """Test accuracy against step for every run, one panel per preset, one colour per grid cell."""
+    import matplotlib.pyplot as plt
+
+    from grokscope.store import Run
+
+    presets = list(dict.fromkeys(p.preset for p in points))
+    axs = fig.subplots(1, len(presets), squeeze=False, sharey=True)[0]
+    for ax, preset in zip(axs, presets):
+        mine = [p for p in points if p.preset == preset]
+        labels = list(dict.fromkeys(", ".join(f"{k.split('.')[-1]}={p.coords[k]:.3g}" if isinstance(p.coords[k], float)
+                                              else f"{k.split('.')[-1]}={p.coords[k]}" for k in keys) or preset
+                                    for p in mine))
+        colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(labels), 1)))
+        seen = set()
+        for p in mine:
+            try:
+                m = Run(run_dir / p.name).metrics
+            except (FileNotFoundError, ValueError, OSError):
+                continue
+            label = ", ".join(f"{k.split('.')[-1]}={p.coords[k]:.3g}" if isinstance(p.coords[k], float)
+                              else f"{k.split('.')[-1]}={p.coords[k]}" for k in keys) or preset
+            color = colors[labels.index(label)]
+            ax.plot(np.maximum(m["step"], 1), m["test_acc"], color=color, lw=0.8,
+                    label=None if label in seen else label)
+            seen.add(label)
+        ax.set_xscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(preset)
+        if len(labels) <= 12:
+            ax.legend(frameon=False, fontsize=6)
+    axs[0].set_ylabel("test accuracy")
+
+
+def write_sweep_outputs(out: Path, points, axes, *, lag: int = 1000, threshold: float = 0.9) -> None:
+    from grokscope.report.figures import figure, save_figure
+    from grokscope.tables import write_table
+
+    keys = [a.key for a in axes]
+    scale = {a.key: a.scale for a in axes}
+    run_dir = out / "runs"
+    table = phase_table(run_dir, points, threshold=threshold, lag=lag)
+    write_table(out / "phases.csv", table)
+    cell_rows = cells(table, keys)
+    cols = list(cell_rows[0]) if cell_rows else []
+    write_table(out / "phase_diagram.csv",
+                {c: np.array([r[c] for r in cell_rows], dtype=object if c in ("preset", "phase") or
+                             any(isinstance(r[c], str) for r in cell_rows) else np.float64)
+                 for c in cols})
+    n_presets = len({p.preset for p in points})
+    width = min(3.2 * n_presets + 1.0, 12)
+    fig = figure(width=width, height=2.8)
+    plot_phase_diagram(cell_rows, keys, scale, fig)
+    save_figure(fig, out / "phase_diagram")
+    fig = figure(width=width + 0.8, height=2.8)
+    plot_phase_diagram(cell_rows, keys, scale, fig, value="mean_test_step")
+    save_figure(fig, out / "steps_to_generalize")
+    fig = figure(width=width, height=2.6)
+    plot_curves(run_dir, points, keys, fig)
+    save_figure(fig, out / "curves")
+    _write_report(out, table, cell_rows, keys, lag, threshold)
+
+
+def _write_report(out: Path, table, cell_rows, keys, lag, threshold) -> None:
+    spec = read_json(out / "sweep.json")
+    counts = Counter(table["phase"])
+    lines = [f"# Sweep: {', '.join(spec['presets'])}", "",
+             f"{len(table['name'])} runs; grid: " +
+             (", ".join(f"`{g['key']}` ({len(g['values'])} values, {g['scale']})" for g in spec["grid"]) or "none") +
+             f"; seeds: {spec['seeds'] or 'the preset seed'}.", "",
+             f"Phases (Liu et al. 2022): train/test accuracy threshold {threshold:g}; grokking when the "
+             f"test step lags the train step by more than {lag:,} steps.", "",
+             "| phase | runs |", "|---|---|"]
+    lines += [f"| {ph} | {counts.get(ph, 0)} |" for ph in PHASES]
+    if counts.get(""):
+        lines.append(f"| not decided (unfinished or regression) | {counts['']} |")
+    lines += ["", "![phase diagram](phase_diagram.png)", "",
+              "![steps to generalize](steps_to_generalize.png)", "", "![test accuracy](curves.png)", "",
+              "## Cells (majority over seeds)", "",
+              "| preset | " + " | ".join(keys) + " | phase | " + " | ".join(PHASES) + " | mean test step |",
+              "|---|" + "---|" * (len(keys) + 2 + len(PHASES))]
+    for c in cell_rows:
+        vals = [f"{c[k]:.3g}" if isinstance(c[k], float) else str(c[k]) for k in keys]
+        step = "" if not np.isfinite(c["mean_test_step"]) else f"{c['mean_test_step']:,.0f}"
+        lines.append(f"| {c['preset']} | " + " | ".join(vals) + f" | {c['phase'] or '-'} | " +
+                     " | ".join(str(c[f'n_{ph}']) for ph in PHASES) + f" | {step} |")
+    lines += ["", "Per-run rows: `phases.csv`; cells: `phase_diagram.csv`; runs: `runs/<name>/`."]
+    md = "\n".join(lines) + "\n"
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.html", _html(md))
+
+
+def _html(md: str) -> str:
+    """A small Markdown-to-HTML for the report's headings, paragraphs, tables and images."""
+    import html
+    import re
+
+    body, table = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):
+                table.append(line.strip("|").split("|"))
+            continue
+        if table:
+            head, *rest = table
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>" +
+                        "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
+                                for r in rest) + "</table>")
+            table = []
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif m := re.match(r"!\[(.*)\]\((.*)\)", line):
+            body.append(f'<p><img src="{m.group(2)}" alt="{html.escape(m.group(1))}" style="max-width:100%"></p>')
+        elif line.strip():
+            body.append(f"<p>{html.escape(line).replace('`', '')}</p>")
+    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>sweep</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"

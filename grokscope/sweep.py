@@ -1,0 +1,305 @@
+"""Sweeps: grids of configs trained into one directory, then classified into phases.
+
+    sweep_dir/
+      sweep.json                 the spec: presets, grid axes, seeds, overrides, every run
+      runs/<name>/               one run directory per point (the run-directory contract)
+      phases.csv                 one row per run: coordinates, seed, steps to 90%, lag, phase
+      phase_diagram.{csv,png,pdf,svg}, steps_to_generalize.{png,pdf,svg}, curves.{png,pdf,svg}
+      report.md, report.html     the phase table and the figures
+
+Run names are deterministic (`<preset>_<key><value>..._s<seed>`), so re-running the same command
+skips complete runs and resumes interrupted ones. Work is cut into units: a unit is one run, or a
+group of compatible runs trained stacked (`grokscope.vectorized`). Units go to local processes
+(default: both cores) or to a Ray cluster (`executor="ray"`); the same run directories come out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grokscope.config import RunConfig, load_preset, valid_keys, with_overrides
+from grokscope.errors import UsageError
+from grokscope.progress import Progress
+from grokscope.store import atomic_write_json, read_json
+from grokscope.train import TrainingInterrupted
+
+EXECUTORS = ("local", "ray")
+VECTORIZE = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str
+    values: tuple
+    scale: str  # "log", "lin" or "list"
+
+    @property
+    def label(self) -> str:
+        return self.key.split(".")[-1]
+
+
+def parse_grid(text: str) -> Axis:
+    """"optim.lr=1e-5:1e-2:16:log", "optim.weight_decay=0:10:11" (linear unless :log) or
+    "task.frac_train=0.3,0.4,0.5" / "optim.name=adamw,adam"."""
+    key, sep, spec = text.partition("=")
+    key = key.strip()
+    if not sep or not spec:
+        raise UsageError(f"--grid expects KEY=LO:HI:N[:log|lin] or KEY=V1,V2,..., got {text!r}")
+    if key not in valid_keys():
+        raise UsageError(f"--grid: unknown config key {key!r}; `grokscope presets` lists presets, "
+                         "docs/configuration.md the keys")
+    if ":" in spec:
+        parts = spec.split(":")
+        try:
+            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+            kind = parts[3] if len(parts) > 3 else "lin"
+            if kind not in ("log", "lin") or n < 1 or len(parts) > 4 or (kind == "log" and lo <= 0):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise UsageError(f"--grid {key}: expected LO:HI:N[:log|lin] with N >= 1 (and LO > 0 for "
+                             f"log), got {spec!r}") from None
+        values = np.geomspace(lo, hi, n) if kind == "log" else np.linspace(lo, hi, n)
+        return Axis(key, tuple(float(f"{v:.6g}") for v in values), kind)
+    values = tuple(_number(v.strip()) for v in spec.split(",") if v.strip())
+    if not values:
+        raise UsageError(f"--grid {key}: no values in {spec!r}")
+    return Axis(key, values, "list")
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_seeds(text: str | None, base: int) -> list[int]:
+    """"3" -> base, base+1, base+2 (base: the preset's train.seed); "0,1,5" -> those seeds."""
+    if text is None:
+        return [base]
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        n = int(text)
+        if n < 1:
+            raise ValueError
+        return list(range(base, base + n))
+    except ValueError:
+        raise UsageError(f"--seeds expects a count (3) or a list (0,1,2), got {text!r}") from None
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    preset: str
+    coords: dict
+    seed: int
+    config: RunConfig
+
+
+def expand(presets: list[str], axes: list[Axis], seeds: str | None = None,
+           overrides: list[str] = (), sparse_checkpoints: int = 10) -> list[Point]:
+    """Every (preset, grid value combination, seed) as a Point with a deterministic name.
+    `sparse_checkpoints` > 0 keeps only that many log-spaced checkpoints (plus the first and last)
+    per run instead of the preset's dense schedule: a 176-run sweep would otherwise write GBs."""
+    keys = [a.key for a in axes]
+    if len(set(keys)) != len(keys):
+        raise UsageError("--grid names the same key twice; give each key one --grid")
+    labels = [a.label if [b.label for b in axes].count(a.label) == 1 else a.key for a in axes]
+    points = []
+    for preset in presets:
+        base = with_overrides(load_preset(preset), list(overrides))
+        for values in itertools.product(*(a.values for a in axes)):
+            for seed in parse_seeds(seeds, base.train.seed):
+                sets = [f"{k}={v}" for k, v in zip(keys, values)] + [f"train.seed={seed}"]
+                name = "_".join([preset, *(f"{lab}{_fmt(v)}" for lab, v in zip(labels, values)),
+                                 f"s{seed}"])
+                config = with_overrides(base, sets)
+                if sparse_checkpoints > 0:
+                    config = dataclasses.replace(config, checkpoint=dataclasses.replace(
+                        config.checkpoint, every=config.train.steps, dense_until=0,
+                        log_points=sparse_checkpoints))
+                config = dataclasses.replace(config, name=name)
+                points.append(Point(name, preset, dict(zip(keys, values)), seed, config))
+    return points
+
+
+# ---------------------------------------------------------------- units and executors
+
+def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) -> list[dict]:
+    """Cut the pending runs into units: stacked groups (when `vectorize` allows and pays) split
+    into `jobs` parts so every worker gets one, and single runs."""
+    from grokscope.vectorized import choose_vectorized, compatible_key
+
+    pending = [p for p in points if _status(run_dir / p.name) != "complete"]
+    groups: dict[str | None, list[Point]] = {}
+    for p in pending:
+        key = compatible_key(p.config) if vectorize != "never" else None
+        groups.setdefault(key, []).append(p)
+    units = []
+    for key, members in groups.items():
+        configs = [m.config for m in members]
+        stacked = key is not None and (vectorize == "always" and len(members) > 1
+                                       or vectorize == "auto" and choose_vectorized(configs))
+        if stacked:
+            # runs already part-way must share a step: keep each resume step in its own group
+            by_step: dict[int, list[Point]] = {}
+            for m in members:
+                by_step.setdefault(_resume_step(run_dir / m.name), []).append(m)
+            for same in by_step.values():
+                for chunk in np.array_split(np.arange(len(same)), min(jobs, len(same))):
+                    units.append({"vectorized": True,
+                                  "runs": [(same[i].config.to_dict(), str(run_dir / same[i].name))
+                                           for i in chunk]})
+        else:
+            units += [{"vectorized": False, "runs": [(m.config.to_dict(), str(run_dir / m.name))]}
+                      for m in members]
+    return units
+
+
+def _status(path: Path) -> str | None:
+    try:
+        return read_json(path / "run.json").get("status")
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def _resume_step(path: Path) -> int:
+    from grokscope.store import load_tensors
+
+    state = path / "resume" / "state.safetensors"
+    if not state.exists():
+        return 0
+    return int(load_tensors(state)[1]["step"])
+
+
+def run_unit(unit: dict, threads: int = 1) -> list[str]:
+    """Train one unit (in a worker process or a Ray task); returns its run directories."""
+    import torch
+
+    from grokscope.train import train
+    from grokscope.vectorized import train_many
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    configs = [RunConfig.from_dict(c) for c, _ in unit["runs"]]
+    paths = [Path(p) for _, p in unit["runs"]]
+    if unit["vectorized"]:
+        train_many(configs, paths)
+    else:
+        for config, path in zip(configs, paths):
+            status = _status(path)
+            if status == "complete":
+                continue
+            train(config, path, resume=status is not None, progress=False)
+    return [str(p) for p in paths]
+
+
+def _run_local(units: list[dict], jobs: int, bar: Progress) -> None:
+    done = 0
+    if jobs <= 1 or len(units) <= 1:
+        for unit in units:
+            run_unit(unit, threads=0)
+            done += len(unit["runs"])
+            bar.update(done, force=True)
+        return
+    from concurrent.futures import as_completed
+
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(run_unit, unit) for unit in units]
+        for future in as_completed(futures):
+            done += len(future.result())
+            bar.update(done, force=True)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # workers flush their resume state first
+        raise
+    pool.shutdown()
+
+
+def _run_ray(units: list[dict], address: str | None, bar: Progress) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'grokscope[ray]' (or pip install ray)") from None
+    ray.init(address=address, ignore_reinit_error=True)
+    task = ray.remote(num_cpus=1)(run_unit)
+    pending = [task.remote(unit) for unit in units]
+    done = 0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        done += len(ray.get(ready[0]))
+        bar.update(done, force=True)
+
+
+# ---------------------------------------------------------------- the sweep
+
+def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds: str | None = None,
+          overrides: list[str] = (), out: str | os.PathLike | None = None, jobs: int = 2,
+          executor: str = "local", address: str | None = None, vectorize: str = "auto",
+          checkpoints: int = 10, lag: int = 1000, threshold: float = 0.9,
+          progress: bool = True) -> Path:
+    """Train every point of the grid (skipping complete runs, resuming interrupted ones), then
+    classify phases and write the tables, figures and report. Returns the sweep directory."""
+    presets = [presets] if isinstance(presets, str) else list(presets)
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if vectorize not in VECTORIZE:
+        raise UsageError(f"unknown --vectorize {vectorize!r}; choose one of {', '.join(VECTORIZE)}")
+    axes = [g if isinstance(g, Axis) else parse_grid(g) for g in grids]
+    points = expand(presets, axes, seeds, overrides, checkpoints)
+    out = Path(out) if out is not None else Path("checkpoints") / f"sweep-{'-'.join(presets)}"
+    run_dir = out / "runs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"presets": presets, "grid": [dataclasses.asdict(a) for a in axes], "seeds": seeds,
+            "overrides": list(overrides), "checkpoints": checkpoints,
+            "runs": [{"name": p.name, "preset": p.preset, "seed": p.seed, "coords": p.coords}
+                     for p in points]}
+    atomic_write_json(out / "sweep.json", spec)
+    units = plan_units(points, run_dir, jobs, vectorize)
+    n_done = len(points) - sum(len(u["runs"]) for u in units)
+    stacked = sum(len(u["runs"]) for u in units if u["vectorized"])
+    if progress:
+        print(f"sweep: {len(points)} runs ({n_done} complete, {stacked} to train stacked, "
+              f"{len(points) - n_done - stacked} one by one) -> {out}", file=sys.stderr)
+    bar = Progress(len(points), start=n_done, label="run", enabled=progress)
+    bar.update(n_done, force=True)
+    t0 = time.perf_counter()
+    try:
+        if executor == "ray":
+            _run_ray(units, address, bar)
+        else:
+            _run_local(units, jobs, bar)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        bar.close()
+        raise TrainingInterrupted(f"sweep interrupted; run the same command again to resume ({out})") from None
+    bar.close()
+    if progress and units:
+        print(f"sweep: trained {len(points) - n_done} runs in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+    from grokscope.phase_diagram import write_sweep_outputs
+
+    write_sweep_outputs(out, points, axes, lag=lag, threshold=threshold)
+    return out
+
+
+def load_spec(out: Path) -> dict:
+    return json.loads((out / "sweep.json").read_text())

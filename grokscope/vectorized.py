@@ -1,0 +1,324 @@
+"""Train many small models at once: parameters stacked along a leading model axis, one
+`torch.func.vmap` of `grad(functional_call(model))` per step, and AdamW/Adam written for stacked
+tensors with per-model learning rates and weight decays.
+
+`train_many(configs, outs)` writes exactly what `train(config, out)` writes for each config (the
+run-directory contract, the same resume-state format, so a run started here can be finished by
+the plain trainer and the other way round). Results equal separate training to float rounding
+(the tests compare both). What may differ between the runs of one group: `train.seed`,
+`task.split_seed`, `optim.lr`, `optim.weight_decay`, `optim.embed_lr`, `optim.embed_weight_decay`
+(and the name); everything else must be equal, with full-batch training, no Grokfast and no fixed
+norm (`compatible_key` says which runs can share a group).
+
+Small models are dominated by per-step Python and kernel-launch overhead, which one stacked step
+pays once for the whole group: see docs/benchmarks.md for the measured speedup.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call, grad_and_value, vmap
+
+from grokscope import __version__
+from grokscope.config import RunConfig
+from grokscope.losses import loss_and_accuracy, task_targets
+from grokscope.models import build_model
+from grokscope.optim import base_lr, lr_at, make_optimizer
+from grokscope.schedule import checkpoint_schedule
+from grokscope.store import (METRIC_COLUMNS, Run, atomic_write_json, checkpoint_name,
+                             read_json, read_metrics_rows, save_tensors, transition_steps)
+from grokscope.tasks import build_task
+from grokscope.train import (DTYPES, TrainingInterrupted, _flush, _load_resume, _State, check_config,
+                             default_out, prepare_out, summary_line, threading_main)
+
+VARYING = {("train", "seed"), ("task", "split_seed"), ("optim", "lr"), ("optim", "weight_decay"),
+           ("optim", "embed_lr"), ("optim", "embed_weight_decay")}
+MODELS = ("toy", "mlp", "transformer", "committee")
+
+
+def compatible_key(config: RunConfig) -> str | None:
+    """Runs with equal keys can be trained as one stacked group; None: this run cannot be."""
+    t, o = config.train, config.optim
+    if (config.model.name not in MODELS or o.name not in ("adamw", "adam") or o.grokfast != "none"
+            or t.fixed_norm > 0 or t.batch_size != 0):
+        return None
+    d = config.to_dict()
+    d.pop("name"), d.pop("description")
+    for section, key in VARYING:
+        d[section].pop(key)
+    return json.dumps(d, sort_keys=True)
+
+
+def flops_per_step(config: RunConfig, n_params: int, n_train: int) -> float:
+    """A rough count (6 x parameters x examples x positions) used to decide whether stacking pays."""
+    positions = 3 if config.model.name == "transformer" else 1
+    return 6.0 * n_params * n_train * positions
+
+
+# Measured on 2 CPU cores (bench/sweep.py): stacking wins clearly below ~1e8 FLOP per model step,
+# where Python and kernel-launch overhead dominate; above it the matrix products dominate.
+AUTO_MAX_FLOPS = 1e8
+
+
+class _Group:
+    """The stacked state of M runs."""
+
+    def __init__(self, configs: list[RunConfig], outs: list[Path], device: str):
+        self.configs, self.outs, self.device = configs, outs, device
+        self.tasks, self.states, self.infos, self.rows = [], [], [], []
+        for config, out in zip(configs, outs):
+            resume = (out / "run.json").exists()
+            if resume:
+                config = RunConfig.from_dict(read_json(out / "run.json")["config"])
+            check_config(config)
+            task = build_task(config)
+            if resume:
+                task = task.with_split(read_json(out / "split.json"))
+            else:
+                prepare_out(config, out)
+            torch.manual_seed(config.train.seed)
+            model = build_model(config, task).to(device)
+            st = _State(model, make_optimizer(config, model),
+                        torch.Generator().manual_seed(config.train.seed + 1), None)
+            schedule = checkpoint_schedule(config.train.steps, config.checkpoint)
+            params = [p for p in model.parameters() if p.requires_grad]
+            info = {"grokscope_version": __version__, "torch_version": torch.__version__,
+                    "python_version": platform.python_version(), "device": device,
+                    "config": config.to_dict(), "status": "running",
+                    "n_params": sum(p.numel() for p in params), "schedule": schedule,
+                    "fixed_norm": None, "trainer": f"vectorized ({len(configs)} models)"}
+            rows: list[tuple] = []
+            if resume and (out / "resume" / "state.safetensors").exists():
+                _load_resume(out, st)
+                rows = [r for r in read_metrics_rows(out / "metrics.csv") if r[0] < st.step]
+                info = {**read_json(out / "run.json"), "status": "running"}
+            elif not resume:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(out / "split.json", task.split_dict(
+                    "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train",
+                    config.split_seed))
+            atomic_write_json(out / "run.json", info)
+            self.tasks.append(task)
+            self.states.append(st)
+            self.infos.append(info)
+            self.rows.append(rows)
+        steps = {st.step for st in self.states}
+        if len(steps) != 1:
+            raise ValueError(f"runs of one vectorized group are at different steps {sorted(steps)}")
+        self.step = steps.pop()
+        self.schedule = checkpoint_schedule(configs[0].train.steps, configs[0].checkpoint)
+        self._stack()
+
+    def _stack(self) -> None:
+        model0 = self.states[0].model
+        self.names = [n for n, p in model0.named_parameters() if p.requires_grad]
+        self.buffer_names = [n for n, _ in model0.named_buffers()]
+        models = [st.model for st in self.states]
+        self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).clone()
+                       for n in self.names}
+        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n in self.buffer_names}
+        # optimizer state: per parameter, per model; hyperparameters as (M,) tensors per parameter
+        M = len(models)
+        self.exp_avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.lr = {n: torch.zeros(M, dtype=torch.float64) for n in self.names}
+        self.wd = {n: torch.zeros(M, dtype=torch.float64) for n in self.names}
+        self.opt_steps = 0
+        for k, (st, config) in enumerate(zip(self.states, self.configs)):
+            name_of = {id(p): n for n, p in st.model.named_parameters()}
+            for group in st.optimizer.param_groups:
+                for p in group["params"]:
+                    n = name_of[id(p)]
+                    self.lr[n][k] = base_lr(config) * group["lr_scale"]
+                    self.wd[n][k] = group["weight_decay"]
+                    state = st.optimizer.state.get(p)
+                    if state:
+                        self.exp_avg[n][k] = state["exp_avg"]
+                        self.exp_avg_sq[n][k] = state["exp_avg_sq"]
+                        self.opt_steps = int(state["step"])
+        o = self.configs[0].optim
+        self.kind, self.beta1, self.beta2 = o.name, o.beta1, o.beta2
+        self.model = model0
+        dtype = DTYPES[self.configs[0].train.loss_dtype]
+        loss_kind = self.configs[0].train.loss
+
+        def loss_fn(params, buffers, x, y, targets):
+            out = functional_call(self.model, (params, buffers), (x,))
+            loss, acc = loss_and_accuracy(out, y, loss_kind, dtype, targets)
+            return loss, acc
+
+        self.grad_fn = vmap(grad_and_value(loss_fn, has_aux=True))
+        self.eval_fn = vmap(loss_fn)
+        stack = lambda xs: torch.stack([x.to(self.device) for x in xs])
+        self.train_x = stack([t.train_inputs for t in self.tasks])
+        self.train_y = stack([t.train_labels for t in self.tasks])
+        self.test_x = stack([t.test_inputs for t in self.tasks])
+        self.test_y = stack([t.test_labels for t in self.tasks])
+        targets = [task_targets(t) for t in self.tasks]
+        self.targets = stack(targets) if targets[0] is not None else torch.zeros(M, 1)
+
+    @torch.no_grad()
+    def update(self, grads: dict[str, Tensor], factor: float) -> None:
+        """One AdamW (decoupled decay) or Adam (L2 added to the gradient) step for every model,
+        written as torch.optim's single-tensor implementation does it."""
+        self.opt_steps += 1
+        b1, b2, eps = self.beta1, self.beta2, 1e-8
+        bc1 = 1 - b1 ** self.opt_steps
+        bc2_sqrt = math.sqrt(1 - b2 ** self.opt_steps)
+        for n, p in self.params.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr = self.lr[n] * factor  # float64, as torch.optim's Python-float arithmetic
+            g = grads[n]
+            if self.kind == "adamw":
+                p.mul_((1 - lr * self.wd[n]).to(p.dtype).view(shape))
+            else:
+                g = g + self.wd[n].to(p.dtype).view(shape) * p
+            m, v = self.exp_avg[n], self.exp_avg_sq[n]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = v.sqrt().div_(bc2_sqrt).add_(eps)
+            p.addcdiv_(m * (lr / bc1).to(p.dtype).view(shape), denom, value=-1.0)
+
+    def weight_norms(self) -> list[float]:
+        total = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values())
+        return total.sqrt().tolist()
+
+    def state_dict(self, k: int) -> dict[str, Tensor]:
+        out = {n: self.params[n][k] for n in self.names}
+        out.update({n: self.buffers[n][k] for n in self.buffer_names})
+        keys = self.model.state_dict().keys()
+        return {n: out[n].clone() for n in keys}
+
+    def flush(self) -> None:
+        """Write every run's metrics and resume state in the plain trainer's format."""
+        for k, (st, out) in enumerate(zip(self.states, self.outs)):
+            with torch.no_grad():
+                st.model.load_state_dict(self.state_dict(k))
+            opt = st.optimizer
+            name_of = {id(p): n for n, p in st.model.named_parameters()}
+            state, groups, index = {}, [], 0
+            for group in opt.param_groups:
+                ids = []
+                for p in group["params"]:
+                    n = name_of[id(p)]
+                    if self.opt_steps > 0:
+                        state[index] = {"step": torch.tensor(float(self.opt_steps)),
+                                        "exp_avg": self.exp_avg[n][k].clone(),
+                                        "exp_avg_sq": self.exp_avg_sq[n][k].clone()}
+                    ids.append(index)
+                    index += 1
+                groups.append({**{a: b for a, b in group.items() if a != "params"}, "params": ids})
+            opt.load_state_dict({"state": state, "param_groups": groups})
+            st.step = self.step
+            _flush(out, self.rows[k], st)
+
+
+def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *,
+               progress: bool = False, device: str = "cpu") -> list[Run]:
+    """Train runs that share everything but seeds and optimizer hyperparameters as one stacked
+    group; resumes runs that hold a resume state. Returns the Runs."""
+    outs = [Path(o) if o is not None else default_out(c)
+            for c, o in zip(configs, outs or [None] * len(configs))]
+    pending = [(c, o) for c, o in zip(configs, outs)
+               if not ((o / "run.json").exists() and read_json(o / "run.json").get("status") == "complete")]
+    if pending:
+        keys = {compatible_key(c if not (o / "run.json").exists()
+                               else RunConfig.from_dict(read_json(o / "run.json")["config"]))
+                for c, o in pending}
+        if len(keys) != 1 or None in keys:
+            raise ValueError("train_many needs runs that differ only in seeds, learning rates and "
+                             "weight decays, trained full batch without Grokfast or a fixed norm")
+        _train_group(_Group([c for c, _ in pending], [o for _, o in pending], device), progress)
+    return [Run(o) for o in outs]
+
+
+def _train_group(g: _Group, show_progress: bool) -> None:
+    from grokscope.progress import Progress
+
+    config = g.configs[0]
+    steps, log_every = config.train.steps, config.train.log_every
+    to_checkpoint = set(g.schedule)
+    interrupted: list[int] = []
+    handlers = {}
+    if threading_main():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
+    bar = Progress(steps, start=g.step, enabled=show_progress, label=f"step ({len(g.configs)} runs)")
+    last_resume = time.perf_counter()
+    t_start = time.perf_counter()
+    base = base_lr(config)
+    try:
+        for s in range(g.step, steps + 1):
+            g.step = s
+            if interrupted:
+                g.flush()
+                for info, out in zip(g.infos, g.outs):
+                    info["status"] = "interrupted"
+                    atomic_write_json(out / "run.json", info)
+                raise TrainingInterrupted(f"interrupted at step {s:,}; run the same command again "
+                                          "to continue")
+            if s in to_checkpoint and s > 0 and time.perf_counter() - last_resume >= config.checkpoint.resume_seconds:
+                g.flush()
+                last_resume = time.perf_counter()
+            grads, (loss, acc) = g.grad_fn(g.params, g.buffers, g.train_x, g.train_y, g.targets)
+            factor = lr_at(config, s) / base if base > 0 else 0.0
+            if s % log_every == 0 or s == steps:
+                with torch.no_grad():
+                    test_loss, test_acc = g.eval_fn(g.params, g.buffers, g.test_x, g.test_y, g.targets)
+                norms = g.weight_norms()
+                cols = zip(loss.tolist(), acc.tolist(), test_loss.tolist(), test_acc.tolist(), norms,
+                           (base_lr(c) * factor if s < steps else 0.0 for c in g.configs))
+                for rows, col in zip(g.rows, cols):
+                    rows.append((s, *col))
+                bar.update(s, f"{len(g.configs)} runs")
+            if s in to_checkpoint:
+                for k, out in enumerate(g.outs):
+                    save_tensors(out / "checkpoints" / checkpoint_name(s), g.state_dict(k),
+                                 {"step": str(s), "format": "grokscope"})
+            if s == steps:
+                break
+            g.update(grads, factor)
+    finally:
+        bar.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    g.step = steps
+    g.flush()
+    elapsed = time.perf_counter() - t_start
+    for k, (info, out) in enumerate(zip(g.infos, g.outs)):
+        rows = g.rows[k]
+        memorized, generalized = transition_steps(dict(zip(METRIC_COLUMNS, map(np.array, zip(*rows)))))
+        info.update(status="complete", memorization_step=memorized, generalization_step=generalized,
+                    train_seconds=round(elapsed / len(g.outs), 3), group_seconds=round(elapsed, 3))
+        atomic_write_json(out / "run.json", info)
+        if show_progress:
+            print(summary_line(out, memorized, generalized, elapsed, g.tasks[k].is_regression),
+                  file=sys.stderr)
+
+
+def choose_vectorized(configs: list[RunConfig], task_sizes: tuple[int, int] | None = None) -> bool:
+    """Stack these runs when they are compatible and each step is small enough that overhead,
+    not arithmetic, dominates (AUTO_MAX_FLOPS)."""
+    if len(configs) < 2:
+        return False
+    keys = {compatible_key(c) for c in configs}
+    if len(keys) != 1 or None in keys:
+        return False
+    config = configs[0]
+    task = build_task(config)
+    torch.manual_seed(0)
+    n_params = sum(p.numel() for p in build_model(config, task).parameters())
+    return flops_per_step(config, n_params, len(task.train_indices)) <= AUTO_MAX_FLOPS
+
+
+__all__ = ["AUTO_MAX_FLOPS", "choose_vectorized", "compatible_key", "train_many"]
