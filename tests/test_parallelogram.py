@@ -1,5 +1,7 @@
 import itertools
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -38,7 +40,7 @@ def test_rqi_of_planted_and_random_embeddings():
 def test_standardize():
     E = torch.tensor([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]])
     S = standardize(E)
-    assert S[:, 0].mean() == pytest.approx(0) and S[:, 0].std(unbiased=False) == pytest.approx(1)
+    assert S[:, 0].mean() == pytest.approx(0) and S[:, 0].std() == pytest.approx(1)  # Bessel, as their code
     assert (S[:, 1] == 0).all()
 
 
@@ -61,3 +63,92 @@ def test_probe_runs_on_the_transformer(tmp_path):
     t = tables["parallelogram"]
     assert {"rqi", "parallelogram_loss", "predicted_accuracy"} <= set(t)
     assert ((t["rqi"] >= 0) & (t["rqi"] <= 1)).all()
+
+
+# ------------------------------------------------------------------ critical fraction
+
+def _rank_fraction_free(rows: list[list[int]], p: int) -> int:
+    """Rank by exact rational Gaussian elimination (independent of numpy's SVD rank)."""
+    from fractions import Fraction
+
+    m = [[Fraction(v) for v in r] for r in rows]
+    rank, col = 0, 0
+    while rank < len(m) and col < p:
+        pivot = next((r for r in range(rank, len(m)) if m[r][col] != 0), None)
+        if pivot is None:
+            col += 1
+            continue
+        m[rank], m[pivot] = m[pivot], m[rank]
+        for r in range(len(m)):
+            if r != rank and m[r][col] != 0:
+                f = m[r][col] / m[rank][col]
+                m[r] = [a - f * b for a, b in zip(m[r], m[rank])]
+        rank += 1
+        col += 1
+    return rank
+
+
+def _brute_force_probability(p: int) -> list[float]:
+    pairs = [(a, b) for a in range(p) for b in range(a, p)]
+    N = len(pairs)
+    hits, counts = [0] * (N + 1), [0] * (N + 1)
+    for n in range(N + 1):
+        for train in itertools.combinations(range(N), n):
+            rows = []
+            for s, t in itertools.combinations(train, 2):
+                (i, j), (k, l) = pairs[s], pairs[t]
+                if i + j == k + l:
+                    row = [0] * p
+                    row[i] += 1
+                    row[j] += 1
+                    row[k] -= 1
+                    row[l] -= 1
+                    rows.append(row)
+            counts[n] += 1
+            hits[n] += bool(rows) and _rank_fraction_free(rows, p) == p - 2
+    return [h / c for h, c in zip(hits, counts)]
+
+
+@pytest.mark.parametrize("p", [3, 4])
+def test_critical_fraction_exact_matches_brute_force(p):
+    from grokscope.parallelogram import critical_fraction
+
+    result = critical_fraction(p)
+    assert result.method == "exact"
+    assert result.probability.tolist() == pytest.approx(_brute_force_probability(p))
+    assert result.probability[-1] == 1.0 and result.probability[0] == 0.0
+
+
+def test_critical_fraction_monte_carlo_agrees_with_exact():
+    from grokscope.parallelogram import critical_fraction
+
+    exact = critical_fraction(5)
+    mc = critical_fraction(5, samples=3000, seed=1, exact=False)
+    assert exact.method == "exact" and mc.method.startswith("monte carlo")
+    assert abs(mc.probability - exact.probability).max() < 4 * mc.stderr.max() + 1e-9
+    assert (np.diff(mc.probability) >= 0).all()  # more data never un-determines it
+    p10 = critical_fraction(10, samples=400)
+    assert 0.35 < p10.critical < 0.47  # Liu et al.: about 0.4 for p = 10
+
+
+# ------------------------------------------------------------------ toy model (Liu et al.)
+
+def test_liu_toy_reproduces_the_authors_default_run(tmp_path):
+    """Seed 58: the authors report train acc >= 0.9 at step 1,130 and test acc >= 0.9 at 1,530
+    (their step s is logged after update s + 1 for train, before it for test)."""
+    from grokscope.config import load_preset, with_overrides
+    from grokscope.store import load_run
+
+    config = with_overrides(load_preset("liu-toy"), ["train.steps=1600", "checkpoint.every=100"])
+    run = load_run(train(config, tmp_path / "liu", progress=False).path)
+    m = run.metrics
+    assert len(run.task.train_indices) == 45 and len(run.task.test_indices) == 10
+    first = lambda col: int(m["step"][np.argmax(m[col] >= 0.9)])
+    assert abs(first("train_acc") - 1131) <= 3
+    assert abs(first("test_acc") - 1530) <= 3
+    tables = analyze(run, ["parallelogram"], out=tmp_path / "a", progress=False,
+                     report=False)
+    t = tables["parallelogram"]
+    assert t["rqi"][0] < 0.2 and t["rqi"][-1] == 1.0
+    assert t["predicted_accuracy"][-1] == 1.0
+    assert t["parallelogram_loss"][-1] < 0.01 * t["parallelogram_loss"][0]

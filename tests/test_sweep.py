@@ -1,0 +1,255 @@
+import signal
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli, tiny_config
+from grokscope.config import load_preset, with_overrides
+from grokscope.errors import UsageError
+from grokscope.phase_diagram import classify_phase
+from grokscope.store import load_run, read_json
+from grokscope.sweep import expand, parse_grid, sweep
+from grokscope.train import TrainingInterrupted, train
+from grokscope.vectorized import _Group, choose_vectorized, compatible_key, train_many
+
+
+def toy(steps=30, **sets):
+    items = [f"train.steps={steps}", "checkpoint.every=10", "checkpoint.dense_until=2",
+             "checkpoint.log_points=3", "checkpoint.resume_seconds=0"]
+    return with_overrides(load_preset("liu-toy"), items + [f"{k}={v}" for k, v in sets.items()])
+
+
+# ------------------------------------------------------------------ grids and names
+
+def test_parse_grid_forms():
+    a = parse_grid("optim.lr=1e-5:1e-2:4:log")
+    assert a.scale == "log" and a.values == pytest.approx((1e-5, 1e-4, 1e-3, 1e-2))
+    b = parse_grid("optim.weight_decay=0:10:11")
+    assert b.scale == "lin" and b.values[0] == 0 and b.values[-1] == 10 and len(b.values) == 11
+    c = parse_grid("task.frac_train=0.3,0.5")
+    assert c.scale == "list" and c.values == (0.3, 0.5)
+    assert parse_grid("optim.name=adamw,adam").values == ("adamw", "adam")
+    for bad in ("optim.lr", "optim.nope=1,2", "optim.lr=0:1:3:log", "optim.lr=1:2", "optim.lr=1:2:x"):
+        with pytest.raises(UsageError):
+            parse_grid(bad)
+
+
+def test_expand_names_are_deterministic_and_complete():
+    axes = [parse_grid("optim.lr=1e-4,1e-3"), parse_grid("optim.weight_decay=0,1,2")]
+    points = expand(["liu-toy", "quickstart"], axes, seeds="2")
+    assert len(points) == 2 * 2 * 3 * 2
+    assert len({p.name for p in points}) == len(points)
+    assert [p.name for p in points] == [p.name for p in expand(["liu-toy", "quickstart"], axes, seeds="2")]
+    first = points[0]
+    assert first.name == "liu-toy_lr0.0001_weight_decay0_s58"
+    assert first.config.optim.lr == 1e-4 and first.config.train.seed == 58
+    assert first.config.checkpoint.every == first.config.train.steps  # sparse checkpoints
+    assert [p.seed for p in expand(["liu-toy"], [], seeds="3,7")] == [3, 7]
+
+
+# ------------------------------------------------------------------ phases
+
+def test_classify_phase_on_synthetic_curves():
+    steps = np.arange(0, 5000, 10)
+    ramp = lambda at: (steps >= at).astype(float)
+    assert classify_phase(steps, ramp(100), ramp(500))[0] == "comprehension"
+    phase, t_train, t_test = classify_phase(steps, ramp(100), ramp(3000))
+    assert (phase, t_train, t_test) == ("grokking", 100, 3000)
+    assert classify_phase(steps, ramp(100), ramp(3000), lag=5000)[0] == "comprehension"
+    assert classify_phase(steps, ramp(100), 0.5 * ramp(0))[0] == "memorization"
+    assert classify_phase(steps, 0.5 * ramp(0), 0.2 * ramp(0))[0] == "confusion"
+    # 9 of 10 stored as float32 is 0.8999999762: still "at least 90%"
+    assert classify_phase(steps, ramp(0), np.full(len(steps), np.float32(0.9)))[0] == "comprehension"
+    assert classify_phase(steps, ramp(100), 0.85 * ramp(0), threshold=0.8)[0] == "comprehension"
+
+
+# ------------------------------------------------------------------ vectorized training
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _metrics(path):
+    return np.array([list(r) for r in load_run(path).metrics.values()]).T
+
+
+def test_vectorized_equals_separate_training(tmp_path, float64):
+    configs = [toy(**{"optim.lr": lr, "optim.weight_decay": wd, "train.seed": s,
+                                            "task.split_seed": s})
+               for lr, wd, s in [(1e-4, 0.0, 1), (1e-3, 1.0, 2), (3e-3, 5.0, 3)]]
+    configs = [with_overrides(c, ["train.loss_dtype=float64"]) for c in configs]
+    assert len({compatible_key(c) for c in configs}) == 1
+    train_many(configs, [tmp_path / f"v{i}" for i in range(3)])
+    for i, c in enumerate(configs):
+        train(c, tmp_path / f"p{i}", progress=False)
+        a, b = _metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}")
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        ra, rb = load_run(tmp_path / f"v{i}"), load_run(tmp_path / f"p{i}")
+        assert ra.steps == rb.steps
+        for k, v in ra.state_dict(30).items():
+            torch.testing.assert_close(v, rb.state_dict(30)[k], rtol=1e-9, atol=1e-12)
+        assert read_json(tmp_path / f"v{i}" / "split.json") == read_json(tmp_path / f"p{i}" / "split.json")
+
+
+@pytest.mark.parametrize("optim", ["adamw", "adam"])
+def test_vectorized_transformer_and_adam(tmp_path, float64, optim):
+    configs = [tiny_config(optim={"name": optim, "lr": lr, "weight_decay": wd, "warmup_steps": 5},
+                           train={"steps": 12, "seed": s, "loss_dtype": "float64"})
+               for lr, wd, s in [(1e-2, 1.0, 0), (3e-3, 0.1, 1)]]
+    train_many(configs, [tmp_path / "v0", tmp_path / "v1"])
+    for i, c in enumerate(configs):
+        train(c, tmp_path / f"p{i}", progress=False)
+        np.testing.assert_allclose(_metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}"),
+                                   rtol=1e-8, atol=1e-10)
+
+
+def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
+    configs = [toy(40, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
+    train_many(configs, [tmp_path / "a0", tmp_path / "a1"])
+    update = _Group.update
+
+    def interrupting(self, grads, factor):
+        update(self, grads, factor)
+        if self.opt_steps == 17:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(_Group, "update", interrupting)
+    with pytest.raises(TrainingInterrupted):
+        train_many(configs, [tmp_path / "b0", tmp_path / "b1"])
+    assert read_json(tmp_path / "b0" / "run.json")["status"] == "interrupted"
+    monkeypatch.setattr(_Group, "update", update)
+    train_many(configs, [tmp_path / "b0", tmp_path / "b1"])  # continues stacked
+    for i in range(2):
+        assert (tmp_path / f"a{i}" / "metrics.csv").read_bytes() == (tmp_path / f"b{i}" / "metrics.csv").read_bytes()
+        for f in (tmp_path / f"a{i}" / "checkpoints").iterdir():
+            assert f.read_bytes() == (tmp_path / f"b{i}" / "checkpoints" / f.name).read_bytes()
+
+
+def test_plain_trainer_finishes_a_vectorized_run(tmp_path, monkeypatch):
+    config = toy(30)
+    update = _Group.update
+
+    def interrupting(self, grads, factor):
+        update(self, grads, factor)
+        if self.opt_steps == 12:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(_Group, "update", interrupting)
+    with pytest.raises(TrainingInterrupted):
+        train_many([config, toy(30, **{"optim.lr": 1e-3})], [tmp_path / "v", tmp_path / "w"])
+    monkeypatch.setattr(_Group, "update", update)
+    train(config, tmp_path / "v", resume=True, progress=False)
+    train(config, tmp_path / "p", progress=False)
+    np.testing.assert_allclose(_metrics(tmp_path / "v"), _metrics(tmp_path / "p"), rtol=1e-5, atol=1e-6)
+
+
+def test_auto_choice():
+    small = [toy(10, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
+    assert choose_vectorized(small)
+    assert not choose_vectorized(small[:1])
+    assert not choose_vectorized([small[0], toy(10, **{"model.hidden": "(100, 100)"})])
+    big = [with_overrides(load_preset("nanda"), [f"optim.lr={lr}"]) for lr in (1e-3, 3e-3)]
+    assert not choose_vectorized(big)  # 15 GFLOP a step: arithmetic dominates
+    assert compatible_key(with_overrides(small[0], ["optim.grokfast=ema"])) is None
+
+
+# ------------------------------------------------------------------ sweeps
+
+GRID = ["optim.lr=1e-4,3e-3", "optim.weight_decay=0,5"]
+
+
+def test_sweep_interrupted_and_restarted_ends_with_the_same_runs(tmp_path, monkeypatch):
+    import grokscope.sweep as sweep_mod
+
+    sets = ["train.steps=40", "checkpoint.resume_seconds=0"]
+    whole = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "whole", jobs=1, vectorize="never",
+                  progress=False)
+    real = sweep_mod.run_unit
+    calls = []
+
+    def flaky(unit, threads=1):
+        calls.append(unit)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(unit, threads)
+
+    monkeypatch.setattr(sweep_mod, "run_unit", flaky)
+    with pytest.raises(TrainingInterrupted, match="run the same command again"):
+        sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, vectorize="never",
+              progress=False)
+    monkeypatch.setattr(sweep_mod, "run_unit", real)
+    part = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, vectorize="never",
+                 progress=False)
+    names = sorted(p.name for p in (whole / "runs").iterdir())
+    assert names == sorted(p.name for p in (part / "runs").iterdir()) and len(names) == 4
+    for name in names:
+        assert ((whole / "runs" / name / "metrics.csv").read_bytes()
+                == (part / "runs" / name / "metrics.csv").read_bytes())
+    assert (whole / "phases.csv").read_text() == (part / "phases.csv").read_text()
+
+
+def test_sweep_cli_outputs_and_skips_complete_runs(tmp_path):
+    args = ["sweep", "--preset", "liu-toy", *sum((["--grid", g] for g in GRID), []), "--seeds", "2",
+            "--set", "train.steps=300", "--out", tmp_path / "s", "--quiet"]
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "s"
+    for name in ("sweep.json", "phases.csv", "phase_diagram.csv", "phase_diagram.png",
+                 "phase_diagram.pdf", "phase_diagram.svg", "steps_to_generalize.png", "curves.png",
+                 "report.md", "report.html"):
+        assert (out / name).exists(), name
+    runs = list((out / "runs").iterdir())
+    assert len(runs) == 8
+    assert all(read_json(r / "run.json")["status"] == "complete" for r in runs)
+    assert "vectorized" in read_json(runs[0] / "run.json")["trainer"]
+    phases = (out / "phases.csv").read_text().splitlines()
+    assert len(phases) == 9 and phases[0].startswith("name,preset,optim.lr,optim.weight_decay,seed")
+    assert "| comprehension |" in (out / "report.md").read_text()
+    before = {r.name: (r / "metrics.csv").stat().st_mtime_ns for r in runs}
+    r = run_cli(*args[:-1])
+    assert r.returncode == 0 and "8 complete" in r.stderr
+    assert before == {r.name: (r / "metrics.csv").stat().st_mtime_ns for r in runs}
+
+
+def test_sweep_usage_errors(tmp_path):
+    for extra in (["--grid", "optim.lr=1:2"], ["--executor", "slurm"], ["--seeds", "x"],
+                  ["--grid", "model.nope=1,2"], ["--checkpoints", "0"]):
+        r = run_cli("sweep", "--preset", "liu-toy", "--out", tmp_path / "x", *extra)
+        assert r.returncode == 2, (extra, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ray_executor_gives_the_same_runs(tmp_path, monkeypatch):
+    """A stand-in `ray` module (tasks run in-process): the executor's calls and the outputs."""
+    calls = {}
+
+    class Ref:
+        def __init__(self, value):
+            self.value = value
+
+    fake = types.SimpleNamespace(
+        init=lambda address=None, ignore_reinit_error=False: calls.setdefault("address", address),
+        remote=lambda **kw: (lambda fn: types.SimpleNamespace(remote=lambda *a: Ref(fn(*a)))),
+        wait=lambda refs, num_returns=1: (refs[:num_returns], refs[num_returns:]),
+        get=lambda ref: ref.value)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    sets = ["train.steps=30"]
+    ray_out = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "ray", executor="ray",
+                    address="auto", progress=False)
+    local = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "local", jobs=1, progress=False)
+    assert calls["address"] == "auto"
+    assert (ray_out / "phases.csv").read_text() == (local / "phases.csv").read_text()
+
+
+def test_ray_missing_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UsageError, match="pip install"):
+        sweep("liu-toy", [], overrides=["train.steps=5"], out=tmp_path / "r", executor="ray",
+              progress=False)
