@@ -64,6 +64,12 @@ def _task_text(cfg) -> str:
         return f"modular {t.op} p={t.p} frac_train={t.frac_train}"
     if t.name == "permutation":
         return f"permutation S{t.n} frac_train={t.frac_train}"
+    if t.name == "toy_add":
+        return f"toy addition (Liu et al.) p={t.p} frac_train={t.frac_train} d_target={t.d_target}"
+    if t.name == "toy_permutation":
+        return f"toy S{t.n} (Liu et al.) frac_train={t.frac_train} d_target={t.d_target}"
+    if t.name in ("teacher_student", "mnist"):
+        return f"{t.name} n_train={t.n_train}" + (f" n_test={t.n_test}" if t.name != "mnist" else "")
     return f"polynomial D={t.d_input} n_train={t.n_train} n_test={t.n_test}"
 
 
@@ -138,7 +144,10 @@ def cmd_info(args) -> int:
         f"task        {_task_text(cfg)} split_seed={cfg.split_seed}",
         f"model       {cfg.model.name}, {run.info.get('n_params', 0):,} parameters",
         f"optim       {cfg.optim.name} lr={cfg.optim.lr} weight_decay={cfg.optim.weight_decay} "
-        f"warmup={cfg.optim.warmup_steps} grokfast={cfg.optim.grokfast}",
+        f"warmup={cfg.optim.warmup_steps} grokfast={cfg.optim.grokfast}" +
+        (f" embed_lr={cfg.optim.embed_lr or cfg.optim.lr} embed_weight_decay="
+         f"{cfg.optim.embed_weight_decay if cfg.optim.embed_weight_decay >= 0 else cfg.optim.weight_decay}"
+         if cfg.optim.embed_lr > 0 or cfg.optim.embed_weight_decay >= 0 else ""),
         f"train       seed={cfg.train.seed} batch={cfg.train.batch_size or 'full'} "
         f"loss={cfg.train.loss} ({cfg.train.loss_dtype})",
         f"checkpoints {len(run.steps)} on disk of {len(sched)} scheduled "

@@ -41,7 +41,7 @@ class Progress:
         rate = self.rate(done)
         eta = format_duration((self.total - done) / rate) if rate > 0 else "?"
         pct = 100.0 * done / self.total if self.total else 100.0
-        line = f"{self.label} {done:,}/{self.total:,} ({pct:4.1f}%)  {rate:,.1f} {self.label}s/s  ETA {eta}"
+        line = f"{self.label} {int(done):,}/{self.total:,} ({pct:4.1f}%)  {rate:,.1f} {self.label}s/s  ETA {eta}"
         if extra:
             line += "  " + extra
         if self.tty:

@@ -203,7 +203,8 @@ def run_unit(unit: dict, threads: int = 1) -> list[str]:
     configs = [RunConfig.from_dict(c) for c, _ in unit["runs"]]
     paths = [Path(p) for _, p in unit["runs"]]
     if unit["vectorized"]:
-        train_many(configs, paths)
+        status = unit.get("status")
+        train_many(configs, paths, status_file=Path(status) if status else None)
     else:
         for config, path in zip(configs, paths):
             status = _status(path)
@@ -213,41 +214,62 @@ def run_unit(unit: dict, threads: int = 1) -> list[str]:
     return [str(p) for p in paths]
 
 
-def _run_local(units: list[dict], jobs: int, bar: Progress) -> None:
-    done = 0
+def _progress(units: list[dict], finished: set[int]) -> float:
+    """Runs done, counting a stacked group in flight by the share of steps it has made."""
+    done = 0.0
+    for i, unit in enumerate(units):
+        n = len(unit["runs"])
+        if i in finished:
+            done += n
+        elif unit.get("status"):
+            try:
+                status = read_json(Path(unit["status"]))
+                done += n * status["step"] / max(status["steps"], 1)
+            except (FileNotFoundError, ValueError, OSError, KeyError):
+                pass
+    return done
+
+
+def _run_local(units: list[dict], jobs: int, bar: Progress, base: int) -> None:
     if jobs <= 1 or len(units) <= 1:
-        for unit in units:
+        for i, unit in enumerate(units):
             run_unit(unit, threads=0)
-            done += len(unit["runs"])
-            bar.update(done, force=True)
+            bar.update(base + _progress(units, set(range(i + 1))), force=True)
         return
-    from concurrent.futures import as_completed
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = [pool.submit(run_unit, unit) for unit in units]
-        for future in as_completed(futures):
-            done += len(future.result())
-            bar.update(done, force=True)
+        futures = {pool.submit(run_unit, unit): i for i, unit in enumerate(units)}
+        finished: set[int] = set()
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
+                finished.add(futures[future])
+            bar.update(base + _progress(units, finished), force=bool(done))
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # workers flush their resume state first
         raise
     pool.shutdown()
 
 
-def _run_ray(units: list[dict], address: str | None, bar: Progress) -> None:
+def _run_ray(units: list[dict], address: str | None, bar: Progress, base: int) -> None:
     try:
         import ray
     except ImportError:
         raise UsageError("--executor ray needs Ray: pip install 'grokscope[ray]' (or pip install ray)") from None
     ray.init(address=address, ignore_reinit_error=True)
     task = ray.remote(num_cpus=1)(run_unit)
-    pending = [task.remote(unit) for unit in units]
-    done = 0
+    refs = {task.remote(unit): i for i, unit in enumerate(units)}
+    pending, finished = list(refs), set()
     while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        done += len(ray.get(ready[0]))
-        bar.update(done, force=True)
+        ready, pending = ray.wait(pending, num_returns=1, timeout=5.0)
+        for ref in ready:
+            ray.get(ref)
+            finished.add(refs[ref])
+        bar.update(base + _progress(units, finished), force=bool(ready))
 
 
 # ---------------------------------------------------------------- the sweep
@@ -275,6 +297,9 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
                      for p in points]}
     atomic_write_json(out / "sweep.json", spec)
     units = plan_units(points, run_dir, jobs, vectorize)
+    for i, unit in enumerate(units):
+        if unit["vectorized"]:
+            unit["status"] = str(out / ".status" / f"unit{i}.json")
     n_done = len(points) - sum(len(u["runs"]) for u in units)
     stacked = sum(len(u["runs"]) for u in units if u["vectorized"])
     if progress:
@@ -285,9 +310,9 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
     t0 = time.perf_counter()
     try:
         if executor == "ray":
-            _run_ray(units, address, bar)
+            _run_ray(units, address, bar, n_done)
         else:
-            _run_local(units, jobs, bar)
+            _run_local(units, jobs, bar, n_done)
     except (KeyboardInterrupt, TrainingInterrupted):
         bar.close()
         raise TrainingInterrupted(f"sweep interrupted; run the same command again to resume ({out})") from None

@@ -224,9 +224,10 @@ class _Group:
 
 
 def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *,
-               progress: bool = False, device: str = "cpu") -> list[Run]:
+               progress: bool = False, device: str = "cpu", status_file: Path | None = None) -> list[Run]:
     """Train runs that share everything but seeds and optimizer hyperparameters as one stacked
-    group; resumes runs that hold a resume state. Returns the Runs."""
+    group; resumes runs that hold a resume state. Returns the Runs. `status_file`, when given,
+    receives {"step", "steps"} every few seconds (how a sweep shows progress inside a group)."""
     outs = [Path(o) if o is not None else default_out(c)
             for c, o in zip(configs, outs or [None] * len(configs))]
     pending = [(c, o) for c, o in zip(configs, outs)
@@ -238,11 +239,12 @@ def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *
         if len(keys) != 1 or None in keys:
             raise ValueError("train_many needs runs that differ only in seeds, learning rates and "
                              "weight decays, trained full batch without Grokfast or a fixed norm")
-        _train_group(_Group([c for c, _ in pending], [o for _, o in pending], device), progress)
+        _train_group(_Group([c for c, _ in pending], [o for _, o in pending], device), progress,
+                     status_file)
     return [Run(o) for o in outs]
 
 
-def _train_group(g: _Group, show_progress: bool) -> None:
+def _train_group(g: _Group, show_progress: bool, status_file: Path | None = None) -> None:
     from grokscope.progress import Progress
 
     config = g.configs[0]
@@ -254,7 +256,7 @@ def _train_group(g: _Group, show_progress: bool) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
     bar = Progress(steps, start=g.step, enabled=show_progress, label=f"step ({len(g.configs)} runs)")
-    last_resume = time.perf_counter()
+    last_resume = last_status = time.perf_counter()
     t_start = time.perf_counter()
     base = base_lr(config)
     try:
@@ -281,6 +283,9 @@ def _train_group(g: _Group, show_progress: bool) -> None:
                 for rows, col in zip(g.rows, cols):
                     rows.append((s, *col))
                 bar.update(s, f"{len(g.configs)} runs")
+                if status_file is not None and time.perf_counter() - last_status > 2.0:
+                    atomic_write_json(status_file, {"step": s, "steps": steps})
+                    last_status = time.perf_counter()
             if s in to_checkpoint:
                 for k, out in enumerate(g.outs):
                     save_tensors(out / "checkpoints" / checkpoint_name(s), g.state_dict(k),

@@ -2,6 +2,8 @@ import pytest
 import torch
 from transformer_lens import ActivationCache
 
+from conftest import tiny_config
+from grokscope.errors import UsageError
 from grokscope.models import build_model
 from grokscope.tasks import build_task
 
@@ -109,3 +111,54 @@ def test_init_scale_scales_weights(tiny):
     a, _ = _model(tiny())
     b, _ = _model(tiny(model={"init_scale": 3.0}))
     torch.testing.assert_close(b.embed.W_E, 3.0 * a.embed.W_E)
+
+
+# ------------------------------------------------------------------ Liu et al.'s toy model, LSTM
+
+def test_toy_model_initialises_as_the_authors_code():
+    """Same torch seed, same draws: embedding torch.rand(p, d) - 1/2, then nn.Linear layers."""
+    from torch import nn
+
+    from grokscope.config import load_preset
+    from grokscope.models import build_model
+    from grokscope.tasks import build_task
+
+    config = load_preset("liu-toy")
+    task = build_task(config)
+    torch.manual_seed(58)
+    model = build_model(config, task)
+    torch.manual_seed(58)
+    reprs = torch.rand(10, 1) - 0.5
+    l1, l2, l3 = nn.Linear(1, 200), nn.Linear(200, 200), nn.Linear(200, 30)
+    x = task.all_inputs
+    ref = l3(torch.tanh(l2(torch.tanh(l1(reprs[x[:, 0]] + reprs[x[:, 1]])))))
+    torch.testing.assert_close(model.embed.W_E.detach(), reprs)
+    torch.testing.assert_close(model(x), ref, rtol=0, atol=1e-6)
+    assert task.targets.shape == (19, 30) and len(task.train_indices) == 45
+
+
+def test_toy_matmul_composition_and_hooks():
+    from grokscope.models.toy import Toy
+
+    model = Toy(6, 6, d_embed=9, hidden=(8,), compose="matmul")
+    x = torch.tensor([[1, 2], [5, 0]])
+    out, cache = model.run_with_cache(x)
+    E = model.embed.W_E.detach().reshape(6, 3, 3)
+    torch.testing.assert_close(cache["hook_combined"], torch.stack([E[1] @ E[2], E[5] @ E[0]]).flatten(1))
+    assert cache["hook_embed"].shape == (2, 2, 9) and out.shape == (2, 6)
+    with pytest.raises(UsageError):
+        Toy(6, 6, d_embed=8, compose="matmul")
+
+
+def test_lstm_model_trains_and_exposes_hooks(tmp_path):
+    from grokscope.train import train
+
+    config = tiny_config(model={"name": "lstm", "d_model": 12, "d_embed": 0}, train={"steps": 30})
+    run = train(config, tmp_path / "lstm", progress=False)
+    m = run.metrics
+    assert m["train_loss"][-1] < m["train_loss"][0]
+    model = run.model(run.steps[-1])
+    logits, cache = model.run_with_cache(run.task.train_inputs[:5])
+    assert logits.shape == (5, 13)
+    assert cache["hook_hidden"].shape == (5, 3, 12) and cache["hook_embed"].shape == (5, 3, 12)
+    torch.testing.assert_close(model.unembed(cache["hook_hidden"][:, -1]), logits)

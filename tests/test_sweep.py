@@ -237,7 +237,7 @@ def test_ray_executor_gives_the_same_runs(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(
         init=lambda address=None, ignore_reinit_error=False: calls.setdefault("address", address),
         remote=lambda **kw: (lambda fn: types.SimpleNamespace(remote=lambda *a: Ref(fn(*a)))),
-        wait=lambda refs, num_returns=1: (refs[:num_returns], refs[num_returns:]),
+        wait=lambda refs, num_returns=1, timeout=None: (refs[:num_returns], refs[num_returns:]),
         get=lambda ref: ref.value)
     monkeypatch.setitem(sys.modules, "ray", fake)
     sets = ["train.steps=30"]
