@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,6 +153,51 @@ def _load_resume(out: Path, st: _State) -> None:
     st.step = int(meta["step"])
 
 
+def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu",
+              info_extra: dict | None = None) -> tuple[Any, _State, list[tuple], dict, list[int]]:
+    """Everything a training loop starts from: the config checked, the task (with the stored split
+    when resuming), the model, optimizer and RNG state (loaded from the resume state when there
+    is one), the metric rows so far; split.json and run.json written. Nothing is written before
+    the config and the output directory have been checked."""
+    check_config(config)
+    task = build_task(config)  # validates the task before anything is written
+    if not resume:
+        prepare_out(config, out)
+    else:
+        task = task.with_split(read_json(out / "split.json"))
+    fixed = target_norm(config, task)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, task).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if fixed is not None:
+        project_to_norm(params, fixed)  # start on the sphere too
+    o = config.optim
+    st = _State(model, make_optimizer(config, model),
+                torch.Generator().manual_seed(config.train.seed + 1),
+                Grokfast(o.grokfast, params, o.grokfast_alpha, o.grokfast_lamb, o.grokfast_window)
+                if o.grokfast != "none" else None, fixed_norm=fixed)
+    schedule = checkpoint_schedule(config.train.steps, config.checkpoint)
+    info = {
+        "grokscope_version": __version__, "torch_version": torch.__version__,
+        "python_version": platform.python_version(), "device": device,
+        "config": config.to_dict(), "status": "running",
+        "n_params": sum(p.numel() for p in params), "schedule": schedule,
+        "fixed_norm": fixed, **(info_extra or {}),
+    }
+    rows: list[tuple] = []
+    if resume and (out / "resume" / "state.safetensors").exists():
+        _load_resume(out, st)
+        rows = [r for r in read_metrics_rows(out / "metrics.csv") if r[0] < st.step]
+        info = {**read_json(out / "run.json"), "status": "running"}
+    elif not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "split.json", task.split_dict(
+            "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train",
+            config.split_seed))
+    atomic_write_json(out / "run.json", info)
+    return task, st, rows, info, schedule
+
+
 def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
           progress: bool = True, device: str = "cpu") -> Run:
     """Train `config` into the run directory `out` (default `checkpoints/<name>`); returns the Run.
@@ -165,46 +211,9 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
         if info.get("status") == "complete":
             print(f"{out}: already complete ({config.train.steps:,} steps)", file=sys.stderr)
             return Run(out)
-    check_config(config)
-    task = build_task(config)  # validates the task before anything is written
-    if not resume:
-        prepare_out(config, out)
-    else:
-        task = task.with_split(read_json(out / "split.json"))
-
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
-    fixed = target_norm(config, task)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config, task).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if fixed is not None:
-        project_to_norm(params, fixed)  # start on the sphere too
-    o = config.optim
-    st = _State(model, make_optimizer(config, model),
-                torch.Generator().manual_seed(config.train.seed + 1),
-                Grokfast(o.grokfast, params, o.grokfast_alpha, o.grokfast_lamb, o.grokfast_window)
-                if o.grokfast != "none" else None)
-    schedule = checkpoint_schedule(config.train.steps, config.checkpoint)
-    info = {
-        "grokscope_version": __version__, "torch_version": torch.__version__,
-        "python_version": platform.python_version(), "device": device,
-        "config": config.to_dict(), "status": "running",
-        "n_params": sum(p.numel() for p in params), "schedule": schedule,
-        "fixed_norm": fixed,
-    }
-    st.fixed_norm = fixed
-    rows: list[tuple] = []
-    if resume and (out / "resume" / "state.safetensors").exists():
-        _load_resume(out, st)
-        rows = [r for r in read_metrics_rows(out / "metrics.csv") if r[0] < st.step]
-        info = {**read_json(out / "run.json"), "status": "running"}
-    elif not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "split.json", task.split_dict(
-            "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train",
-            config.split_seed))
-    atomic_write_json(out / "run.json", info)
+    task, st, rows, info, schedule = setup_run(config, out, resume=resume, device=device)
     return _loop(config, out, task, st, rows, info, schedule, progress, device)
 
 
@@ -244,7 +253,8 @@ def _loop(config: RunConfig, out: Path, task, st: _State, rows: list[tuple], inf
                 atomic_write_json(out / "run.json", info)
                 raise TrainingInterrupted(f"interrupted at step {s:,}; continue with "
                                           f"`grokscope train --resume {out}`")
-            if s in to_checkpoint and s > 0 and time.perf_counter() - last_resume >= config.checkpoint.resume_seconds:
+            if s > 0 and resume_due(s in to_checkpoint, time.perf_counter() - last_resume,
+                                    config.checkpoint.resume_seconds):
                 t_io = time.perf_counter()
                 _flush(out, rows, st)
                 io_seconds += time.perf_counter() - t_io
@@ -298,6 +308,15 @@ def _loop(config: RunConfig, out: Path, task, st: _State, rows: list[tuple], inf
     if show_progress:
         print(summary_line(out, memorized, generalized, elapsed, task.is_regression), file=sys.stderr)
     return Run(out)
+
+
+def resume_due(at_checkpoint: bool, since_last: float, resume_seconds: float) -> bool:
+    """Write the resume state at a checkpoint step once `resume_seconds` have passed, or at any
+    step once they have passed twice over (sparse schedules leave long gaps between checkpoints);
+    resume_seconds = 0 writes it at every checkpoint step."""
+    if resume_seconds <= 0:
+        return at_checkpoint
+    return since_last >= (resume_seconds if at_checkpoint else 2 * resume_seconds)
 
 
 def _progress_text(row: tuple) -> str:

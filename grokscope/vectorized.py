@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import signal
 import sys
 import time
@@ -29,17 +28,16 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from grokscope import __version__
 from grokscope.config import RunConfig
 from grokscope.losses import loss_and_accuracy, task_targets
 from grokscope.models import build_model
-from grokscope.optim import base_lr, lr_at, make_optimizer
+from grokscope.optim import base_lr, lr_at
 from grokscope.schedule import checkpoint_schedule
 from grokscope.store import (METRIC_COLUMNS, Run, atomic_write_json, checkpoint_name,
-                             read_json, read_metrics_rows, save_tensors, transition_steps)
+                             read_json, save_tensors, transition_steps)
 from grokscope.tasks import build_task
-from grokscope.train import (DTYPES, TrainingInterrupted, _flush, _load_resume, _State, check_config,
-                             default_out, prepare_out, summary_line, threading_main)
+from grokscope.train import (DTYPES, TrainingInterrupted, _flush, default_out, resume_due, setup_run,
+                             summary_line, threading_main)
 
 VARYING = {("train", "seed"), ("task", "split_seed"), ("optim", "lr"), ("optim", "weight_decay"),
            ("optim", "embed_lr"), ("optim", "embed_weight_decay")}
@@ -80,34 +78,9 @@ class _Group:
             resume = (out / "run.json").exists()
             if resume:
                 config = RunConfig.from_dict(read_json(out / "run.json")["config"])
-            check_config(config)
-            task = build_task(config)
-            if resume:
-                task = task.with_split(read_json(out / "split.json"))
-            else:
-                prepare_out(config, out)
-            torch.manual_seed(config.train.seed)
-            model = build_model(config, task).to(device)
-            st = _State(model, make_optimizer(config, model),
-                        torch.Generator().manual_seed(config.train.seed + 1), None)
-            schedule = checkpoint_schedule(config.train.steps, config.checkpoint)
-            params = [p for p in model.parameters() if p.requires_grad]
-            info = {"grokscope_version": __version__, "torch_version": torch.__version__,
-                    "python_version": platform.python_version(), "device": device,
-                    "config": config.to_dict(), "status": "running",
-                    "n_params": sum(p.numel() for p in params), "schedule": schedule,
-                    "fixed_norm": None, "trainer": f"vectorized ({len(configs)} models)"}
-            rows: list[tuple] = []
-            if resume and (out / "resume" / "state.safetensors").exists():
-                _load_resume(out, st)
-                rows = [r for r in read_metrics_rows(out / "metrics.csv") if r[0] < st.step]
-                info = {**read_json(out / "run.json"), "status": "running"}
-            elif not resume:
-                out.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(out / "split.json", task.split_dict(
-                    "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train",
-                    config.split_seed))
-            atomic_write_json(out / "run.json", info)
+            task, st, rows, info, _ = setup_run(
+                config, out, resume=resume, device=device,
+                info_extra={"trainer": f"vectorized ({len(configs)} models)"})
             self.tasks.append(task)
             self.states.append(st)
             self.infos.append(info)
@@ -186,8 +159,10 @@ class _Group:
             m, v = self.exp_avg[n], self.exp_avg_sq[n]
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = v.sqrt().div_(bc2_sqrt).add_(eps)
-            p.addcdiv_(m * (lr / bc1).to(p.dtype).view(shape), denom, value=-1.0)
+            # lr/bc1 * m / (sqrt(v)/bc2_sqrt + eps) = m / ((sqrt(v) + eps bc2_sqrt) / (lr bc2_sqrt/bc1)):
+            # one pass fewer than torch's order, the same update to rounding
+            denom = v.sqrt().add_(eps * bc2_sqrt).div_((lr * bc2_sqrt / bc1).to(p.dtype).view(shape))
+            p.addcdiv_(m, denom, value=-1.0)
 
     def weight_norms(self) -> list[float]:
         total = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values())
@@ -257,6 +232,7 @@ def _train_group(g: _Group, show_progress: bool, status_file: Path | None = None
             handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
     bar = Progress(steps, start=g.step, enabled=show_progress, label=f"step ({len(g.configs)} runs)")
     last_resume = last_status = time.perf_counter()
+    flush_seconds = 0.0
     t_start = time.perf_counter()
     base = base_lr(config)
     try:
@@ -269,9 +245,13 @@ def _train_group(g: _Group, show_progress: bool, status_file: Path | None = None
                     atomic_write_json(out / "run.json", info)
                 raise TrainingInterrupted(f"interrupted at step {s:,}; run the same command again "
                                           "to continue")
-            if s in to_checkpoint and s > 0 and time.perf_counter() - last_resume >= config.checkpoint.resume_seconds:
+            # a group's flush writes every run: keep it under ~5% of the time
+            if s > 0 and resume_due(s in to_checkpoint, time.perf_counter() - last_resume,
+                                    max(config.checkpoint.resume_seconds, 20 * flush_seconds)):
+                t_flush = time.perf_counter()
                 g.flush()
                 last_resume = time.perf_counter()
+                flush_seconds = last_resume - t_flush
             grads, (loss, acc) = g.grad_fn(g.params, g.buffers, g.train_x, g.train_y, g.targets)
             factor = lr_at(config, s) / base if base > 0 else 0.0
             if s % log_every == 0 or s == steps:
