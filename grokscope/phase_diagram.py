@@ -135,8 +135,8 @@ def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[
             im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm,
                            interpolation="nearest")
             fig.colorbar(im, ax=ax, label="steps to test acc. >= threshold")
-        _ticks(ax.set_xticks, ax.set_xticklabels, xs)
-        _ticks(ax.set_yticks, ax.set_yticklabels, ys)
+        _ticks(ax.set_xticks, ax.set_xticklabels, xs, max_ticks=5)
+        _ticks(ax.set_yticks, ax.set_yticklabels, ys, max_ticks=6)
         ax.set_xlabel(_axis_label(x_key, axes_scale))
         ax.set_ylabel(_axis_label(y_key, axes_scale))
         if len(presets) > 1:
@@ -148,8 +148,8 @@ def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[
                    ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.02))
 
 
-def _ticks(set_ticks, set_labels, values) -> None:
-    step = max(1, len(values) // 8)
+def _ticks(set_ticks, set_labels, values, max_ticks: int = 6) -> None:
+    step = -(-len(values) // max_ticks)
     idx = list(range(0, len(values), step))
     set_ticks(idx)
     set_labels(["" if values[i] is None else f"{values[i]:.2g}" if isinstance(values[i], float)
@@ -207,10 +207,7 @@ def write_sweep_outputs(out: Path, points, axes, *, lag: int = 1000, threshold: 
     write_table(out / "phases.csv", table)
     cell_rows = cells(table, keys)
     cols = list(cell_rows[0]) if cell_rows else []
-    write_table(out / "phase_diagram.csv",
-                {c: np.array([r[c] for r in cell_rows], dtype=object if c in ("preset", "phase") or
-                             any(isinstance(r[c], str) for r in cell_rows) else np.float64)
-                 for c in cols})
+    write_table(out / "phase_diagram.csv", {c: _column([r[c] for r in cell_rows]) for c in cols})
     n_presets = len({p.preset for p in points})
     width = min(3.2 * n_presets + 1.0, 12)
     fig = figure(width=width, height=2.8)
@@ -223,6 +220,14 @@ def write_sweep_outputs(out: Path, points, axes, *, lag: int = 1000, threshold: 
     plot_curves(run_dir, points, keys, fig)
     save_figure(fig, out / "curves")
     _write_report(out, table, cell_rows, keys, lag, threshold)
+
+
+def _column(values: list) -> np.ndarray:
+    if any(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    if all(isinstance(v, (int, np.integer)) for v in values):
+        return np.array(values, dtype=np.int64)
+    return np.array(values, dtype=np.float64)
 
 
 def _write_report(out: Path, table, cell_rows, keys, lag, threshold) -> None:
