@@ -152,3 +152,15 @@ def test_liu_toy_reproduces_the_authors_default_run(tmp_path):
     assert t["rqi"][0] < 0.2 and t["rqi"][-1] == 1.0
     assert t["predicted_accuracy"][-1] == 1.0
     assert t["parallelogram_loss"][-1] < 0.01 * t["parallelogram_loss"][0]
+
+
+def test_critical_fraction_cli(tmp_path):
+    from conftest import run_cli
+
+    r = run_cli("critical-fraction", "4")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "exact" in lines[0] and lines[1] == "n_train,fraction,probability,stderr"
+    assert lines[-2].startswith("10,1.0000,1.0000") and "critical fraction" in lines[-1]
+    bad = run_cli("critical-fraction", "2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
