@@ -149,6 +149,8 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
     into `jobs` parts so every worker gets one, and single runs."""
     from grokscope.vectorized import choose_vectorized, compatible_key
 
+    for p in points:
+        _check_same_config(run_dir / p.name, p.config)
     pending = [p for p in points if _status(run_dir / p.name) != "complete"]
     groups: dict[str | None, list[Point]] = {}
     for p in pending:
@@ -173,6 +175,23 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
             units += [{"vectorized": False, "runs": [(m.config.to_dict(), str(run_dir / m.name))]}
                       for m in members]
     return units
+
+
+def _check_same_config(path: Path, config: RunConfig) -> None:
+    """A run directory of this sweep must hold the point's config: re-running a sweep with other
+    `--set` values under the same `--out` would otherwise reuse runs trained differently."""
+    try:
+        stored = read_json(path / "run.json").get("config")
+    except (FileNotFoundError, ValueError, OSError):
+        return
+    if stored is None or stored == config.to_dict():
+        return
+    new = config.to_dict()
+    diffs = [f"{section}.{key}: {stored.get(section, {}).get(key)!r} there, {value!r} now"
+             for section, values in new.items() if isinstance(values, dict)
+             for key, value in values.items() if stored.get(section, {}).get(key) != value]
+    raise UsageError(f"{path} was trained with another config ({'; '.join(diffs[:2]) or 'name'}); "
+                     "use another --out for this sweep or delete that run")
 
 
 def _status(path: Path) -> str | None:

@@ -253,3 +253,11 @@ def test_ray_missing_is_a_usage_error(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="pip install"):
         sweep("liu-toy", [], overrides=["train.steps=5"], out=tmp_path / "r", executor="ray",
               progress=False)
+
+
+def test_sweep_refuses_runs_trained_with_another_config(tmp_path):
+    sweep("liu-toy", ["optim.lr=1e-4"], overrides=["train.steps=5"], out=tmp_path / "s", jobs=1,
+          progress=False)
+    with pytest.raises(UsageError, match="train.steps: 5 there, 6 now"):
+        sweep("liu-toy", ["optim.lr=1e-4"], overrides=["train.steps=6"], out=tmp_path / "s", jobs=1,
+              progress=False)
