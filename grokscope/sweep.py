@@ -72,7 +72,7 @@ def parse_grid(text: str) -> Axis:
                              f"log), got {spec!r}") from None
         values = np.geomspace(lo, hi, n) if kind == "log" else np.linspace(lo, hi, n)
         return Axis(key, tuple(float(f"{v:.6g}") for v in values), kind)
-    values = tuple(_number(v.strip()) for v in spec.split(",") if v.strip())
+    values = tuple(dict.fromkeys(_number(v.strip()) for v in spec.split(",") if v.strip()))
     if not values:
         raise UsageError(f"--grid {key}: no values in {spec!r}")
     return Axis(key, values, "list")
@@ -93,7 +93,7 @@ def parse_seeds(text: str | None, base: int) -> list[int]:
         return [base]
     try:
         if "," in text:
-            return [int(s) for s in text.split(",") if s.strip()]
+            return list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
         n = int(text)
         if n < 1:
             raise ValueError
@@ -300,7 +300,7 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
           progress: bool = True) -> Path:
     """Train every point of the grid (skipping complete runs, resuming interrupted ones), then
     classify phases and write the tables, figures and report. Returns the sweep directory."""
-    presets = [presets] if isinstance(presets, str) else list(presets)
+    presets = list(dict.fromkeys([presets] if isinstance(presets, str) else presets))
     if executor not in EXECUTORS:
         raise UsageError(f"unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if vectorize not in VECTORIZE:
