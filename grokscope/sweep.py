@@ -103,7 +103,7 @@ def parse_seeds(text: str | None, base: int) -> list[int]:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)  # grid values are rounded to 6 digits
 
 
 @dataclass(frozen=True)
