@@ -93,9 +93,9 @@ def _brute_force_probability(p: int) -> list[float]:
     N = len(pairs)
     hits, counts = [0] * (N + 1), [0] * (N + 1)
     for n in range(N + 1):
-        for train in itertools.combinations(range(N), n):
+        for subset in itertools.combinations(range(N), n):
             rows = []
-            for s, t in itertools.combinations(train, 2):
+            for s, t in itertools.combinations(subset, 2):
                 (i, j), (k, l) = pairs[s], pairs[t]
                 if i + j == k + l:
                     row = [0] * p

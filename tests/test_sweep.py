@@ -110,21 +110,27 @@ def test_vectorized_transformer_and_adam(tmp_path, float64, optim):
                                    rtol=1e-8, atol=1e-10)
 
 
-def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
-    configs = [toy(40, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
-    train_many(configs, [tmp_path / "a0", tmp_path / "a1"])
+def _interrupt_at(monkeypatch, step: int):
+    """Make stacked training get a SIGINT right after update `step`; returns the undo."""
     update = _Group.update
 
     def interrupting(self, grads, factor):
         update(self, grads, factor)
-        if self.opt_steps == 17:
+        if self.opt_steps == step:
             signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(_Group, "update", interrupting)
+    return lambda: monkeypatch.setattr(_Group, "update", update)
+
+
+def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
+    configs = [toy(40, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
+    train_many(configs, [tmp_path / "a0", tmp_path / "a1"])
+    undo = _interrupt_at(monkeypatch, 17)
     with pytest.raises(TrainingInterrupted):
         train_many(configs, [tmp_path / "b0", tmp_path / "b1"])
     assert read_json(tmp_path / "b0" / "run.json")["status"] == "interrupted"
-    monkeypatch.setattr(_Group, "update", update)
+    undo()
     train_many(configs, [tmp_path / "b0", tmp_path / "b1"])  # continues stacked
     for i in range(2):
         assert (tmp_path / f"a{i}" / "metrics.csv").read_bytes() == (tmp_path / f"b{i}" / "metrics.csv").read_bytes()
@@ -134,17 +140,10 @@ def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
 
 def test_plain_trainer_finishes_a_vectorized_run(tmp_path, monkeypatch):
     config = toy(30)
-    update = _Group.update
-
-    def interrupting(self, grads, factor):
-        update(self, grads, factor)
-        if self.opt_steps == 12:
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(_Group, "update", interrupting)
+    undo = _interrupt_at(monkeypatch, 12)
     with pytest.raises(TrainingInterrupted):
         train_many([config, toy(30, **{"optim.lr": 1e-3})], [tmp_path / "v", tmp_path / "w"])
-    monkeypatch.setattr(_Group, "update", update)
+    undo()
     train(config, tmp_path / "v", resume=True, progress=False)
     train(config, tmp_path / "p", progress=False)
     np.testing.assert_allclose(_metrics(tmp_path / "v"), _metrics(tmp_path / "p"), rtol=1e-5, atol=1e-6)
