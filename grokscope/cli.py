@@ -107,8 +107,9 @@ def cmd_sweep(args) -> int:
     out = sweep(args.preset, args.grid, seeds=args.seeds, overrides=args.set, out=args.out,
                 jobs=args.jobs, executor=args.executor, address=args.address,
                 vectorize=args.vectorize, checkpoints=checkpoints, lag=args.lag,
-                threshold=args.threshold, progress=not args.quiet)
-    print(out / "report.html")
+                threshold=args.threshold, progress=not args.quiet, dry_run=args.dry_run)
+    if not args.dry_run:
+        print(out / "report.html")
     return 0
 
 
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log-spaced checkpoints kept per run (default 10), or 'all' for the preset's schedule")
     p.add_argument("--lag", type=int, default=1000, help="grokking: test lags train by more than this")
     p.add_argument("--threshold", type=float, default=0.9, help="accuracy threshold (default 0.9)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and the plan; train nothing")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_sweep)
 

@@ -168,7 +168,7 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
                 by_step.setdefault(_resume_step(run_dir / m.name), []).append(m)
             for same in by_step.values():
                 for chunk in np.array_split(np.arange(len(same)), min(jobs, len(same))):
-                    units.append({"vectorized": True,
+                    units.append({"vectorized": len(chunk) > 1,  # a group of one: the plain trainer
                                   "runs": [(same[i].config.to_dict(), str(run_dir / same[i].name))
                                            for i in chunk]})
         else:
@@ -297,9 +297,10 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
           overrides: list[str] = (), out: str | os.PathLike | None = None, jobs: int = 2,
           executor: str = "local", address: str | None = None, vectorize: str = "auto",
           checkpoints: int = 10, lag: int = 1000, threshold: float = 0.9,
-          progress: bool = True) -> Path:
+          progress: bool = True, dry_run: bool = False) -> Path:
     """Train every point of the grid (skipping complete runs, resuming interrupted ones), then
-    classify phases and write the tables, figures and report. Returns the sweep directory."""
+    classify phases and write the tables, figures and report. Returns the sweep directory.
+    `dry_run` prints the plan (every run's name and state, the stacked groups) and writes nothing."""
     presets = list(dict.fromkeys([presets] if isinstance(presets, str) else presets))
     if executor not in EXECUTORS:
         raise UsageError(f"unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -309,13 +310,16 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
     points = expand(presets, axes, seeds, overrides, checkpoints)
     out = Path(out) if out is not None else Path("checkpoints") / f"sweep-{'-'.join(presets)}"
     run_dir = out / "runs"
-    run_dir.mkdir(parents=True, exist_ok=True)
     spec = {"presets": presets, "grid": [dataclasses.asdict(a) for a in axes], "seeds": seeds,
             "overrides": list(overrides), "checkpoints": checkpoints,
             "runs": [{"name": p.name, "preset": p.preset, "seed": p.seed, "coords": p.coords}
                      for p in points]}
-    atomic_write_json(out / "sweep.json", spec)
     units = plan_units(points, run_dir, jobs, vectorize)
+    if dry_run:
+        _print_plan(points, units, run_dir, out)
+        return out
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "sweep.json", spec)
     for i, unit in enumerate(units):
         if unit["vectorized"]:
             unit["status"] = str(out / ".status" / f"unit{i}.json")
@@ -343,6 +347,20 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
 
     write_sweep_outputs(out, points, axes, lag=lag, threshold=threshold)
     return out
+
+
+def _print_plan(points: list[Point], units: list[dict], run_dir: Path, out: Path) -> None:
+    how = {}
+    for i, unit in enumerate(units):
+        for _, path in unit["runs"]:
+            how[Path(path).name] = (f"stacked group {i} ({len(unit['runs'])} runs)" if unit["vectorized"]
+                                    else "alone")
+    n_done = len(points) - len(how)
+    print(f"{out}: {len(points)} runs, {n_done} complete, {len(how)} to train in {len(units)} units")
+    for p in points:
+        state = _status(run_dir / p.name)
+        todo = how.get(p.name)
+        print(f"  {p.name:60s} {state or 'new':12s} {todo or '-'}")
 
 
 def load_spec(out: Path) -> dict:

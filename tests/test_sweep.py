@@ -260,3 +260,13 @@ def test_sweep_refuses_runs_trained_with_another_config(tmp_path):
     with pytest.raises(UsageError, match="train.steps: 5 there, 6 now"):
         sweep("liu-toy", ["optim.lr=1e-4"], overrides=["train.steps=6"], out=tmp_path / "s", jobs=1,
               progress=False)
+
+
+def test_sweep_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    r = run_cli("sweep", "--preset", "liu-toy", "--grid", "optim.lr=1e-4,1e-3,1e-2", "--seeds", "2",
+                "--out", tmp_path / "d", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "6 runs, 0 complete, 6 to train in 2 units" in lines[0]
+    assert len(lines) == 7 and all("stacked group" in line for line in lines[1:])
+    assert not (tmp_path / "d").exists()
