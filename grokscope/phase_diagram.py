@@ -145,7 +145,7 @@ def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[
         from matplotlib.patches import Patch
 
         fig.legend(handles=[Patch(color=COLORS[p], label=p) for p in PHASES], loc="upper center",
-                   ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.02))
+                   ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.1 if len(presets) > 1 else 1.02))
 
 
 def _ticks(set_ticks, set_labels, values, max_ticks: int = 6) -> None:
@@ -191,9 +191,11 @@ def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("step")
         ax.set_title(preset)
-        if len(labels) <= 12:
-            ax.legend(frameon=False, fontsize=6)
     axs[0].set_ylabel("test accuracy")
+    handles, labels = axs[-1].get_legend_handles_labels()
+    if 0 < len(labels) <= 16:  # one legend beside the panels (the grid cells repeat across presets)
+        axs[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+                       fontsize=6)
 
 
 def write_sweep_outputs(out: Path, points, axes, *, lag: int = 1000, threshold: float = 0.9) -> None:
