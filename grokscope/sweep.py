@@ -145,35 +145,38 @@ def expand(presets: list[str], axes: list[Axis], seeds: str | None = None,
 # ---------------------------------------------------------------- units and executors
 
 def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) -> list[dict]:
-    """Cut the pending runs into units: stacked groups (when `vectorize` allows and pays) split
-    into `jobs` parts so every worker gets one, and single runs."""
+    """Cut the pending runs into units. A run that was interrupted goes on with the trainer that
+    started it, in the same stacked group (so it ends bit-identical to an uninterrupted sweep).
+    Fresh runs are stacked (when `vectorize` allows and it pays) in up to `jobs` groups of at
+    least two, so every worker gets one; the rest train alone."""
     from grokscope.vectorized import choose_vectorized, compatible_key
 
     for p in points:
         _check_same_config(run_dir / p.name, p.config)
     pending = [p for p in points if _status(run_dir / p.name) != "complete"]
-    groups: dict[str | None, list[Point]] = {}
+    unit = lambda members, stacked: {"vectorized": stacked and len(members) > 1, "runs": [
+        (m.config.to_dict(), str(run_dir / m.name)) for m in members]}
+    units, fresh = [], []
+    resumed: dict[tuple, list[Point]] = {}
     for p in pending:
-        key = compatible_key(p.config) if vectorize != "never" else None
-        groups.setdefault(key, []).append(p)
-    units = []
-    for key, members in groups.items():
-        configs = [m.config for m in members]
-        stacked = key is not None and (vectorize == "always" and len(members) > 1
-                                       or vectorize == "auto" and choose_vectorized(configs))
-        if stacked:
-            # runs already part-way must share a step: keep each resume step in its own group
-            by_step: dict[int, list[Point]] = {}
-            for m in members:
-                by_step.setdefault(_resume_step(run_dir / m.name), []).append(m)
-            for same in by_step.values():
-                for chunk in np.array_split(np.arange(len(same)), min(jobs, len(same))):
-                    units.append({"vectorized": len(chunk) > 1,  # a group of one: the plain trainer
-                                  "runs": [(same[i].config.to_dict(), str(run_dir / same[i].name))
-                                           for i in chunk]})
+        if _resume_step(run_dir / p.name) == 0:
+            fresh.append(p)
         else:
-            units += [{"vectorized": False, "runs": [(m.config.to_dict(), str(run_dir / m.name))]}
-                      for m in members]
+            group = tuple(read_json(run_dir / p.name / "run.json").get("stacked_with") or (p.name,))
+            resumed.setdefault(group, []).append(p)
+    units += [unit(members, True) for members in resumed.values()]
+    groups: dict[str | None, list[Point]] = {}
+    for p in fresh:
+        groups.setdefault(compatible_key(p.config) if vectorize != "never" else None, []).append(p)
+    for key, members in groups.items():
+        stacked = key is not None and (vectorize == "always" and len(members) > 1
+                                       or vectorize == "auto" and choose_vectorized([m.config for m in members]))
+        if stacked:
+            parts = max(1, min(jobs, len(members) // 2))
+            units += [unit([members[i] for i in chunk], True)
+                      for chunk in np.array_split(np.arange(len(members)), parts)]
+        else:
+            units += [unit([m], False) for m in members]
     return units
 
 

@@ -80,7 +80,8 @@ class _Group:
                 config = RunConfig.from_dict(read_json(out / "run.json")["config"])
             task, st, rows, info, _ = setup_run(
                 config, out, resume=resume, device=device,
-                info_extra={"trainer": f"vectorized ({len(configs)} models)"})
+                info_extra={"trainer": f"vectorized ({len(configs)} models)",
+                            "stacked_with": [o.name for o in outs]})
             self.tasks.append(task)
             self.states.append(st)
             self.infos.append(info)

@@ -270,3 +270,17 @@ def test_sweep_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "6 runs, 0 complete, 6 to train in 2 units" in lines[0]
     assert len(lines) == 7 and all("stacked group" in line for line in lines[1:])
     assert not (tmp_path / "d").exists()
+
+
+def test_stacked_sweep_interrupted_mid_run_resumes_bit_identically(tmp_path, monkeypatch):
+    sets = ["train.steps=60", "checkpoint.resume_seconds=0"]
+    whole = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "whole", jobs=1, progress=False)
+    undo = _interrupt_at(monkeypatch, 33)
+    with pytest.raises(TrainingInterrupted):
+        sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, progress=False)
+    undo()
+    info = read_json(tmp_path / "part" / "runs" / "liu-toy_lr0.0001_weight_decay0_s58" / "run.json")
+    assert info["status"] == "interrupted" and len(info["stacked_with"]) == 4
+    part = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, progress=False)
+    for run in (whole / "runs").iterdir():
+        assert (run / "metrics.csv").read_bytes() == (part / "runs" / run.name / "metrics.csv").read_bytes()
