@@ -48,6 +48,13 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files a killed writer left behind (`.<name>.<random>.tmp`: never mistaken for a
+    finished file, but clutter); called when a run is resumed."""
+    for tmp in Path(run_dir).rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

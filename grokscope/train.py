@@ -37,7 +37,8 @@ from grokscope.progress import Progress, format_duration
 from grokscope.schedule import checkpoint_schedule
 from grokscope.store import (METRIC_COLUMNS, Run, atomic_write_json, atomic_write_text,
                              checkpoint_name, format_metrics, load_tensors, read_json,
-                             read_metrics_rows, save_tensors, transition_steps, transition_thresholds)
+                             read_metrics_rows, remove_stale_temp_files, save_tensors, transition_steps,
+                             transition_thresholds)
 from grokscope.tasks import build_task
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -165,6 +166,7 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
         prepare_out(config, out)
     else:
         task = task.with_split(read_json(out / "split.json"))
+        remove_stale_temp_files(out)
     fixed = target_norm(config, task)
     torch.manual_seed(config.train.seed)
     model = build_model(config, task).to(device)

@@ -122,11 +122,17 @@ def test_resume_after_real_interrupt_is_bit_identical(tiny, tmp_path, how):
     assert code == (-signal.SIGKILL if how == "sigkill" else 130)
     status = json.loads((out / "run.json").read_text())["status"]
     assert status == ("running" if how == "sigkill" else "interrupted")
-    assert not list(out.rglob("*.tmp"))  # nothing half-written left behind as a real file
+    # a SIGKILL mid-write may leave a hidden `.name.xxx.tmp`, never a half file under the real name
+    assert all(p.name.startswith(".") for p in out.rglob("*.tmp"))
+    if how == "sigint":
+        assert not list(out.rglob("*.tmp"))
+    for p in (out / "checkpoints").glob("*.safetensors"):
+        load_tensors(p)  # whole (the header's size matches the file)
     assert len(list((out / "checkpoints").glob("*"))) < len(list((tmp_path / "ref" / "checkpoints").glob("*")))
 
     subprocess.run([sys.executable, str(CHILD), json.dumps(config.to_dict()), str(out), "resume"], check=True)
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert not list(out.rglob("*.tmp"))  # resuming clears a killed writer's temp files
     assert _files(out) == _files(tmp_path / "ref")
 
 
@@ -181,3 +187,15 @@ def test_fixed_norm_is_held_after_every_step(tiny, tmp_path, model):
 def test_fixed_norm_refuses_weight_decay(tiny, tmp_path):
     with pytest.raises(UsageError, match="set optim.weight_decay=0"):
         train(tiny(train={"fixed_norm": 0.8}), tmp_path / "r", progress=False)
+
+
+def test_resume_removes_a_killed_writers_temp_files(tiny, tmp_path):
+    out = tmp_path / "r"
+    train(tiny(), out, progress=False)
+    info = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**info, "status": "running"}))  # as after a SIGKILL
+    stale = out / "checkpoints" / ".step_00000061.safetensors.abc123.tmp"
+    stale.write_bytes(b"half")
+    train(None, out, resume=True, progress=False)
+    assert not stale.exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
