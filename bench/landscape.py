@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from grokscope import load_preset, train, with_overrides
-from grokscope.landscape import landscape, parse_scales
+from grokscope.experiments.landscape import landscape, parse_scales
 
 ROOT = Path(__file__).resolve().parents[1]
 

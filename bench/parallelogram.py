@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from grokscope import load_preset, train, with_overrides
-from grokscope.analyze import measure_checkpoint
+from grokscope.analysis import measure_checkpoint
 from grokscope.importers import import_nanda
-from grokscope.parallelogram import critical_fraction
+from grokscope.measures.parallelogram import critical_fraction
 from grokscope.probes.base import resolve_probe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,10 +17,10 @@ import torch
 
 from grokscope import load_preset, train
 from grokscope.models import build_model
-from grokscope.schedule import checkpoint_schedule
+from grokscope.training.schedule import checkpoint_schedule
 from grokscope.store import save_tensors
 from grokscope.tasks import build_task
-from grokscope.train import loss_and_accuracy
+from grokscope.training import loss_and_accuracy
 
 
 def main():

@@ -18,7 +18,7 @@ import torch
 from grokscope import load_preset, train, with_overrides
 from grokscope.models import build_model
 from grokscope.tasks import build_task
-from grokscope.vectorized import AUTO_MAX_FLOPS, flops_per_step, train_many
+from grokscope.training.stacked import AUTO_MAX_FLOPS, flops_per_step, train_many
 
 CASES = {
     "liu-toy (p=10)": ("liu-toy", []),

@@ -15,32 +15,40 @@ __version__ = "0.1.0"
 # matplotlib stay lazy.
 from grokscope.config import RunConfig, load_preset, with_overrides  # noqa: E402
 from grokscope.store import Run, load_run  # noqa: E402
-from grokscope.train import train  # noqa: E402
-from grokscope.analyze import analyze  # noqa: E402
+from grokscope.training import train  # noqa: E402
+from grokscope.analysis import analyze  # noqa: E402
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_probe  # noqa: E402
+from grokscope.specs import FigureSpec, Headline, Mark, Panel  # noqa: E402
 
 _LAZY = {
-    "fourier_basis": "grokscope.fourier",
-    "gini": "grokscope.fourier",
-    "frequency_norms": "grokscope.fourier",
-    "key_frequencies_from_norms": "grokscope.fourier",
+    "fourier_basis": "grokscope.measures.fourier",
+    "gini": "grokscope.measures.fourier",
+    "frequency_norms": "grokscope.measures.fourier",
+    "key_frequencies_from_norms": "grokscope.measures.fourier",
     "import_run": "grokscope.importers",
-    "empirical_ntk": "grokscope.ntk",
-    "ntk_top_eigenvalues": "grokscope.ntk",
-    "kernel_alignment": "grokscope.similarity",
-    "linear_cka": "grokscope.similarity",
-    "rbf_cka": "grokscope.similarity",
+    "empirical_ntk": "grokscope.measures.ntk",
+    "ntk_top_eigenvalues": "grokscope.measures.ntk",
+    "kernel_alignment": "grokscope.measures.similarity",
+    "linear_cka": "grokscope.measures.similarity",
+    "rbf_cka": "grokscope.measures.similarity",
     "build_task": "grokscope.tasks",
     "build_model": "grokscope.models",
-    "checkpoint_schedule": "grokscope.schedule",
-    "critical_fraction": "grokscope.parallelogram",
-    "rqi": "grokscope.parallelogram",
-    "sweep": "grokscope.sweep",
-    "classify_phase": "grokscope.phase_diagram",
+    "checkpoint_schedule": "grokscope.training.schedule",
+    "critical_fraction": "grokscope.measures.parallelogram",
+    "rqi": "grokscope.measures.parallelogram",
+    "sweep": "grokscope.experiments.sweep",
+    "landscape": "grokscope.experiments.landscape",
+    "train_many": "grokscope.training.stacked",
+    "ensure_trained": "grokscope.training",
+    "build_report": "grokscope.report.document",
+    "classify_phase": "grokscope.measures.transitions",
+    "locate_phases": "grokscope.measures.transitions",
+    "transition_steps": "grokscope.measures.transitions",
 }
 
-__all__ = ["__version__", "Probe", "ProbeContext", "ProbeResult", "Run", "RunConfig", "analyze",
-           "load_preset", "load_run", "register_probe", "train", "with_overrides", *_LAZY]
+__all__ = ["__version__", "FigureSpec", "Headline", "Mark", "Panel", "Probe", "ProbeContext",
+           "ProbeResult", "Run", "RunConfig", "analyze", "load_preset", "load_run", "register_probe",
+           "train", "with_overrides", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,7 +36,7 @@ def cmd_presets(args) -> int:
 
 def cmd_train(args) -> int:
     from grokscope.config import load_preset, with_overrides
-    from grokscope.train import train
+    from grokscope.training import train
 
     if args.resume:
         if args.preset or args.set:
@@ -80,7 +80,7 @@ def _with_data_dir(args) -> list[str]:
 
 def cmd_landscape(args) -> int:
     from grokscope.config import load_preset, with_overrides
-    from grokscope.landscape import landscape, parse_scales
+    from grokscope.experiments.landscape import landscape, parse_scales
 
     config = with_overrides(load_preset(args.preset), _with_data_dir(args))
     scales = parse_scales(args.scales)
@@ -91,7 +91,7 @@ def cmd_landscape(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from grokscope.sweep import sweep
+    from grokscope.experiments.sweep import sweep
 
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
@@ -114,7 +114,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_critical_fraction(args) -> int:
-    from grokscope.parallelogram import critical_fraction
+    from grokscope.measures.parallelogram import critical_fraction
 
     if args.p < 3:
         raise UsageError(f"p must be at least 3, got {args.p}")
@@ -128,10 +128,14 @@ def cmd_critical_fraction(args) -> int:
     return 0
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
 def cmd_info(args) -> int:
     import numpy as np
 
-    from grokscope.schedule import resolved_every
+    from grokscope.training.schedule import resolved_every
     from grokscope.store import load_run
 
     run = load_run(args.run)
@@ -146,9 +150,9 @@ def cmd_info(args) -> int:
         f"model       {cfg.model.name}, {run.info.get('n_params', 0):,} parameters",
         f"optim       {cfg.optim.name} lr={cfg.optim.lr} weight_decay={cfg.optim.weight_decay} "
         f"warmup={cfg.optim.warmup_steps} grokfast={cfg.optim.grokfast}" +
-        (f" embed_lr={cfg.optim.embed_lr or cfg.optim.lr} embed_weight_decay="
-         f"{cfg.optim.embed_weight_decay if cfg.optim.embed_weight_decay >= 0 else cfg.optim.weight_decay}"
-         if cfg.optim.embed_lr > 0 or cfg.optim.embed_weight_decay >= 0 else ""),
+        (f" embed_lr={_or(cfg.optim.embed_lr, cfg.optim.lr)} embed_weight_decay="
+         f"{_or(cfg.optim.embed_weight_decay, cfg.optim.weight_decay)}"
+         if cfg.optim.embed_lr is not None or cfg.optim.embed_weight_decay is not None else ""),
         f"train       seed={cfg.train.seed} batch={cfg.train.batch_size or 'full'} "
         f"loss={cfg.train.loss} ({cfg.train.loss_dtype})",
         f"checkpoints {len(run.steps)} on disk of {len(sched)} scheduled "
@@ -156,12 +160,11 @@ def cmd_info(args) -> int:
         f"every {resolved_every(cfg.train.steps, cfg.checkpoint)})",
     ]
     if done:
-        from grokscope.store import transition_thresholds
+        from grokscope.measures.transitions import is_regression, transition_rules, transition_steps
 
         last = {k: v[-1] for k, v in metrics.items()}
-        mem, gen = run.memorization_step, run.generalization_step
-        regression = not np.isfinite(metrics["train_acc"]).any()
-        rule_m, rule_g = transition_thresholds(regression)
+        mem, gen = transition_steps(metrics)
+        rule_m, rule_g = transition_rules(is_regression(metrics))
         acc = lambda v: "" if np.isnan(v) else f" acc {v:.1%}"
         lines += [
             f"last        step {done:,}: train loss {last['train_loss']:.3g}{acc(last['train_acc'])}, "
@@ -201,40 +204,39 @@ def _probe_params(items: list[str]) -> dict[str, dict]:
 
 
 def cmd_analyze(args) -> int:
-    from grokscope.analyze import analyze, default_out
+    from grokscope.analysis import analyze, default_out
+    from grokscope.report.document import build_report
     from grokscope.store import load_run
 
     run = load_run(args.run)
     out = args.out or default_out(run)
     analyze(run, args.probe, out=out, every=args.every, steps=args.steps, count=args.count,
             jobs=args.jobs, device=args.device, params=_probe_params(args.param),
-            progress=not args.quiet)
+            progress=not args.quiet, report=False)
     _print_manifest(out)
-    print(out / "report.html")
+    print(build_report(out, run))
     return 0
 
 
 def _print_manifest(out: Path) -> None:
-    import json
+    from grokscope.store import read_json
 
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_json(out / "manifest.json")
     for name, entry in manifest["probes"].items():
         reason = f"  ({entry['reason']})" if entry.get("reason") else ""
         print(f"  {name:<14} {entry['status']}{reason}", file=sys.stderr)
 
 
 def cmd_report(args) -> int:
-    from grokscope.analyze import default_out
+    from grokscope.analysis import default_out
     from grokscope.report.document import build_report
-    from grokscope.store import load_run
+    from grokscope.store import is_run, load_run, read_json
 
     path = Path(args.target)
     if (path / "manifest.json").exists():
         out, run = path, None
-        import json
-
-        run_path = Path(json.loads((path / "manifest.json").read_text())["run"])
-        if (run_path / "run.json").exists():
+        run_path = Path(read_json(path / "manifest.json")["run"])
+        if is_run(run_path):
             run = load_run(run_path)
     else:
         run = load_run(path)

@@ -81,8 +81,8 @@ class OptimConfig:
     grokfast_lamb: float = 2.0     # amplification of the slow gradient
     grokfast_window: int = 100     # MA window
     # token embedding (`embed.*`) in its own group (Liu et al. 2022: embedding lr 1e-3, decoder 1e-4)
-    embed_lr: float = 0.0          # 0: same as lr
-    embed_weight_decay: float = -1.0  # < 0: same as weight_decay
+    embed_lr: float | None = None  # None: the same as lr
+    embed_weight_decay: float | None = None  # None: the same as weight_decay
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class TrainConfig:
     log_every: int = 1             # metrics row every this many steps
     threads: int = 0               # torch threads; 0 leaves torch's default
     # Omnigrok (Liu, Michaud, Tegmark 2023): hold the global L2 norm of all parameters fixed
-    fixed_norm: float = 0.0        # 0: off; else the target norm, a multiple of w0 (the norm at default init)
+    fixed_norm: float | None = None  # None: off; else the target norm, a multiple of w0 (the norm at default init)
     fixed_norm_absolute: bool = False  # true: fixed_norm is the norm itself, not a multiple of w0
 
 
@@ -122,14 +122,32 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        return _build(cls, data, "")
+        """The config a dict describes (a run.json's "config", a preset); legacy "unset" values
+        of older versions (LEGACY_UNSET) read as None."""
+        if not isinstance(data, dict):
+            raise UsageError(f"a config must be a table of sections, got {data!r}")
+        return _build(cls, _upgrade(data), "")
 
     @property
     def split_seed(self) -> int:
         return self.train.seed if self.task.split_seed is None else self.task.split_seed
 
 
-SECTIONS = {f.name: f.type for f in fields(RunConfig) if f.name not in ("name", "description")}
+# Values that meant "not set" before these keys became optional (run.json files of grokscope
+# 0.1 hold them); read as None so that old run directories still load and compare equal.
+LEGACY_UNSET = {("optim", "embed_lr"): lambda v: v == 0,
+                ("optim", "embed_weight_decay"): lambda v: isinstance(v, (int, float)) and v < 0,
+                ("train", "fixed_norm"): lambda v: v == 0}
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    for (section, key), unset in LEGACY_UNSET.items():
+        values = data.get(section)
+        if isinstance(values, dict) and key in values and not isinstance(values[key], str) \
+                and values[key] is not None and unset(values[key]):
+            data[section] = {**values, key: None}
+    return data
 
 
 def _jsonable(obj: Any) -> Any:

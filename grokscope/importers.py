@@ -15,10 +15,8 @@ import torch
 
 from grokscope.config import load_preset
 from grokscope.errors import CorruptFileError, UsageError
-from grokscope.store import (Run, atomic_write_json, atomic_write_text, checkpoint_name,
-                             format_metrics, save_tensors)
+from grokscope.store import Run, RunWriter
 from grokscope.tasks import build_task
-from grokscope.train import prepare_out
 
 FORMATS = ("nanda",)
 
@@ -75,7 +73,8 @@ def import_nanda(src: str | Path, out: str | Path) -> Run:
         optim=dataclasses.replace(base.optim, lr=lr, weight_decay=wd),
         train=dataclasses.replace(base.train, steps=final_step, seed=seed))
     task = build_task(config)
-    prepare_out(config, out)
+    writer = RunWriter(out)
+    writer.check_new(config)
 
     state = nanda_state_dict(theirs, p)
     from grokscope.models import build_model
@@ -99,21 +98,22 @@ def import_nanda(src: str | Path, out: str | Path) -> Run:
             for i, t in enumerate(test_losses) if 10 * i <= epoch]
     rows.append((final_step, *final, norm, 0.0))
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "split.json", task.split_dict(
-        "random.seed(seed); random.shuffle(row-major pairs); first int(frac_train * n) are train "
-        "(Nanda et al.'s code)", seed))
-    save_tensors(out / "checkpoints" / checkpoint_name(final_step), model.state_dict(),
-                 {"step": str(final_step), "imported_from": src.name})
-    atomic_write_text(out / "metrics.csv", format_metrics(rows))
-    atomic_write_json(out / "run.json", {
+    writer.create({
         "grokscope_version": __import__("grokscope").__version__, "torch_version": torch.__version__,
-        "config": config.to_dict(), "status": "complete", "schedule": [final_step],
+        "config": config.to_dict(), "status": "running", "schedule": [final_step],
         "n_params": sum(v.numel() for v in state.values()),
         "imported": {"format": "nanda", "source": str(src), "stored_train_loss": _scalar(data.get("train_loss")),
-                     "stored_test_loss": _scalar(data.get("test_loss")), "stored_at_step": epoch, "config": {k: str(v) for k, v in cfg_in.items()}},
-        "memorization_step": None, "generalization_step": None,  # accuracies were not logged
-    })
+                     "stored_test_loss": _scalar(data.get("test_loss")), "stored_at_step": epoch,
+                     "config": {k: str(v) for k, v in cfg_in.items()}},
+    }, task.split_dict("random.seed(seed); random.shuffle(row-major pairs); first int(frac_train * n) "
+                       "are train (Nanda et al.'s code)", seed))
+    writer.save_checkpoint(final_step, model.state_dict(), imported_from=src.name)
+    for row in rows:
+        writer.append(row)
+    writer.write_metrics()
+    info = writer.read_info()
+    # accuracies were not logged, so the transition steps are unknown
+    writer.set_status(info, "complete", memorization_step=None, generalization_step=None)
     return Run(out)
 
 

@@ -30,10 +30,9 @@ from safetensors.torch import save as st_save
 
 from grokscope.config import RunConfig
 from grokscope.errors import CorruptFileError, UsageError
+from grokscope.measures.transitions import transition_steps
 
 METRIC_COLUMNS = ("step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "lr")
-MEMORIZED, GENERALIZED = 0.99, 0.99
-LOSS_FRACTION = 0.1  # regression: memorized/generalized when the loss is 10% of its initial value
 
 
 # ---------------------------------------------------------------- atomic files
@@ -46,13 +45,6 @@ def _file_mode() -> int:
 
 
 FILE_MODE = _file_mode()
-
-
-def remove_stale_temp_files(run_dir: Path) -> None:
-    """Temp files a killed writer left behind (`.<name>.<random>.tmp`: never mistaken for a
-    finished file, but clutter); called when a run is resumed."""
-    for tmp in Path(run_dir).rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -140,42 +132,15 @@ def _safetensors_size(data: bytes) -> int | None:
 
 # ---------------------------------------------------------------- the run directory
 
+RUN_INFO = "run.json"
+SPLIT = "split.json"
+METRICS = "metrics.csv"
+CHECKPOINTS = "checkpoints"
+RESUME_STATE = "resume/state.safetensors"
+
+
 def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}.safetensors"
-
-
-def first_step_at_least(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-    hits = np.nonzero(values >= threshold)[0]
-    return int(steps[hits[0]]) if hits.size else None
-
-
-def transition_thresholds(regression: bool) -> tuple[str, str]:
-    if regression:
-        return (f"train loss <= {LOSS_FRACTION:g} x its initial value",
-                f"test loss <= {LOSS_FRACTION:g} x its initial value")
-    return f"train acc >= {MEMORIZED:.0%}", f"test acc >= {GENERALIZED:.0%}"
-
-
-def transition_steps(metrics: dict[str, np.ndarray]) -> tuple[int | None, int | None]:
-    """(memorization step, generalization step): accuracy >= 99% for classifiers; for regression
-    (accuracy all NaN) the loss falling to 10% of its first value."""
-    steps = np.asarray(metrics["step"])
-    if not len(steps):
-        return None, None
-    out = []
-    for split, threshold in (("train", MEMORIZED), ("test", GENERALIZED)):
-        acc = np.asarray(metrics[f"{split}_acc"], dtype=np.float64)
-        if np.isfinite(acc).any():
-            out.append(first_step_at_least(steps, np.nan_to_num(acc, nan=-1.0), threshold))
-        else:
-            loss = np.asarray(metrics[f"{split}_loss"], dtype=np.float64)
-            ok = np.isfinite(loss)
-            if not ok.any():
-                out.append(None)
-                continue
-            start = loss[ok][0]
-            out.append(first_step_at_least(steps, -np.nan_to_num(loss, nan=np.inf), -LOSS_FRACTION * start))
-    return out[0], out[1]
 
 
 def format_metrics(rows: list[tuple]) -> str:
@@ -202,12 +167,130 @@ def read_metrics_rows(path: Path) -> list[tuple]:
     return rows
 
 
+def metrics_columns(rows: list[tuple]) -> dict[str, np.ndarray]:
+    """Metric rows -> the table as columns: {"step": int array, "train_loss": float array, ...}."""
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(METRIC_COLUMNS))
+    columns = {name: table[:, i] for i, name in enumerate(METRIC_COLUMNS)}
+    columns["step"] = columns["step"].astype(np.int64)
+    return columns
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    return (Path(path) / RUN_INFO).is_file()
+
+
+def run_status(path: str | os.PathLike) -> str | None:
+    """The status in a run directory's run.json, or None where there is no readable one."""
+    try:
+        return read_json(Path(path) / RUN_INFO).get("status")
+    except (OSError, ValueError, CorruptFileError):
+        return None
+
+
+def stored_config(path: str | os.PathLike) -> RunConfig | None:
+    """The config a run directory was trained with, or None where there is none."""
+    try:
+        data = read_json(Path(path) / RUN_INFO).get("config")
+    except (OSError, ValueError, CorruptFileError):
+        return None
+    return RunConfig.from_dict(data) if data is not None else None
+
+
+class RunWriter:
+    """The one writer of a run directory: create it, keep its metric rows, save checkpoints and
+    the resume state atomically, and finish it. Trainers and importers write through this class
+    alone, so no other module knows a file name of the run directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.rows: list[tuple] = []
+
+    # -- creating
+    def check_new(self, config: RunConfig) -> None:
+        """Refuse a directory that holds anything (a run of this or another config, or files)."""
+        out = self.path
+        if is_run(out):
+            stored = stored_config(out)
+            if stored != config:
+                name = stored.name if stored is not None else None
+                raise UsageError(f"{out} holds a different run ({name!r}); choose another --out or "
+                                 "delete that directory")
+            if run_status(out) == "complete":
+                raise UsageError(f"{out} already holds this run, complete; choose another --out "
+                                 "to train it again")
+            raise UsageError(f"{out} holds an unfinished run of this config; continue it with "
+                             f"`grokscope train --resume {out}`")
+        if out.exists() and any(out.iterdir()):
+            raise UsageError(f"{out} is not empty and is not a grokscope run; choose another --out")
+
+    def create(self, info: dict[str, Any], split: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.path / SPLIT, split)
+        self.write_info(info)
+
+    # -- run.json and split.json
+    def read_info(self) -> dict[str, Any]:
+        return read_json(self.path / RUN_INFO)
+
+    def read_split(self) -> dict[str, Any]:
+        return read_json(self.path / SPLIT)
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        atomic_write_json(self.path / RUN_INFO, info)
+
+    def set_status(self, info: dict[str, Any], status: str, **fields: Any) -> None:
+        info.update(status=status, **fields)
+        self.write_info(info)
+
+    # -- metrics
+    def load_rows(self, before_step: int) -> None:
+        """Keep the stored metric rows of steps before `before_step` (resuming from there)."""
+        self.rows = [r for r in read_metrics_rows(self.path / METRICS) if r[0] < before_step]
+
+    def append(self, row: tuple) -> None:
+        self.rows.append(row)
+
+    def write_metrics(self) -> None:
+        atomic_write_text(self.path / METRICS, format_metrics(self.rows))
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        return metrics_columns(self.rows)
+
+    # -- checkpoints and the resume state
+    def save_checkpoint(self, step: int, state_dict: dict[str, torch.Tensor], **metadata: str) -> None:
+        save_tensors(self.path / CHECKPOINTS / checkpoint_name(step), state_dict,
+                     {"step": str(step), "format": "grokscope", **metadata})
+
+    def has_resume_state(self) -> bool:
+        return (self.path / RESUME_STATE).exists()
+
+    def save_resume_state(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+        """Metrics first, then the resume state: a crash between the two only leaves extra rows,
+        which resuming drops."""
+        self.write_metrics()
+        save_tensors(self.path / RESUME_STATE, tensors, metadata)
+
+    def load_resume_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        return load_tensors(self.path / RESUME_STATE,
+                            hint=f"delete {self.path / Path(RESUME_STATE).parent} to restart the run from step 0")
+
+    def resume_step(self) -> int:
+        """The step the resume state is at (0 without one)."""
+        return int(self.load_resume_state()[1]["step"]) if self.has_resume_state() else 0
+
+    def remove_stale_temp_files(self) -> None:
+        """Temp files a killed writer left behind (`.<name>.<random>.tmp`: never mistaken for a
+        finished file, but clutter); called when a run is resumed."""
+        for tmp in self.path.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 class Run:
     """A run directory on disk. `run.steps`, `run.metrics`, `run.model(step)`, `run.task`."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.info = read_json(self.path / "run.json")
+        self.info = read_json(self.path / RUN_INFO)
         self.config = RunConfig.from_dict(self.info["config"])
 
     def __repr__(self) -> str:
@@ -223,7 +306,7 @@ class Run:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS
 
     @property
     def steps(self) -> list[int]:
@@ -239,11 +322,13 @@ class Run:
     @property
     def metrics(self) -> dict[str, np.ndarray]:
         """The metrics table as columns: {"step": int array, "train_loss": float array, ...}."""
-        rows = read_metrics_rows(self.path / "metrics.csv")
-        table = np.array(rows, dtype=np.float64).reshape(len(rows), len(METRIC_COLUMNS))
-        columns = {name: table[:, i] for i, name in enumerate(METRIC_COLUMNS)}
-        columns["step"] = columns["step"].astype(np.int64)
-        return columns
+        return metrics_columns(read_metrics_rows(self.path / METRICS))
+
+    @property
+    def metrics_mtime_ns(self) -> int:
+        """When the metrics table last changed (0 without one)."""
+        path = self.path / METRICS
+        return path.stat().st_mtime_ns if path.exists() else 0
 
     @property
     def memorization_step(self) -> int | None:
@@ -257,7 +342,7 @@ class Run:
     def task(self):
         from grokscope.tasks import build_task
 
-        return build_task(self.config).with_split(read_json(self.path / "split.json"))
+        return build_task(self.config).with_split(read_json(self.path / SPLIT))
 
     def new_model(self) -> torch.nn.Module:
         from grokscope.models import build_model
@@ -286,7 +371,7 @@ class Run:
 
 def load_run(path: str | os.PathLike) -> Run:
     path = Path(path)
-    if not (path / "run.json").is_file():
+    if not is_run(path):
         what = "does not exist" if not path.exists() else "is not a grokscope run (no run.json)"
         raise UsageError(f"{path} {what}; pass a directory written by `grokscope train`")
     return Run(path)

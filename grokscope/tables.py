@@ -1,4 +1,8 @@
-"""Tidy tables: a dict of equal-length numpy columns, `step` first, stored as CSV."""
+"""Tidy tables: a dict of equal-length numpy columns, `step` first, stored as CSV.
+
+Also the one owner of the landscape table's name (`<dir>/landscape.csv`, written by
+`grokscope landscape`, read by the `lu` probe).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from grokscope.errors import UsageError
 from grokscope.store import atomic_write_bytes
 
 Table = dict[str, np.ndarray]
@@ -63,3 +68,19 @@ def read_table(path: Path) -> Table:
             continue
         table[col] = values.astype(np.int64) if col == "step" else values
     return table
+
+
+LANDSCAPE_TABLE = "landscape.csv"
+
+
+def landscape_table_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / LANDSCAPE_TABLE if path.is_dir() or not path.suffix else path
+
+
+def read_landscape(path: str | Path) -> Table:
+    """A landscape directory's table (or the CSV itself)."""
+    csv_path = landscape_table_path(path)
+    if not csv_path.exists():
+        raise UsageError(f"{csv_path} does not exist; make it with `grokscope landscape --preset ... --out {path}`")
+    return read_table(csv_path)

@@ -4,7 +4,7 @@ import sys
 
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.train import train
+from grokscope.training import train
 
 config = RunConfig.from_dict(json.loads(sys.argv[1]))
 try:

@@ -6,13 +6,13 @@ import pytest
 
 import grokscope
 from conftest import ROOT, run_cli, tiny_config
-from grokscope.analyze import analyze, select_steps
+from grokscope.analysis import analyze, select_steps
 from grokscope.errors import UsageError
 from grokscope.probes.base import Probe
 from grokscope.probes.fourier import FourierProbe
-from grokscope.probes.phases import locate_phases
+from grokscope.measures.transitions import locate_phases
 from grokscope.tables import read_table
-from grokscope.train import train
+from grokscope.training import train
 
 EXAMPLE = ROOT / "docs" / "examples" / "attention_entropy.py"
 

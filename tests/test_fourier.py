@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from grokscope.fourier import (fourier_basis, frequency_norms, gini, key_frequencies_from_norms,
+from grokscope.measures.fourier import (fourier_basis, frequency_norms, gini, key_frequencies_from_norms,
                                neuron_frequency_fractions, sum_directions)
-from grokscope.probes.progress import restricted_and_excluded
+from grokscope.measures.restricted import restricted_and_excluded
 
 
 @pytest.mark.parametrize("p", [5, 8, 13, 113])

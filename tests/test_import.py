@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import SHARED, run_cli
-from grokscope.analyze import analyze
+from grokscope.analysis import analyze
 from grokscope.importers import import_nanda, nanda_state_dict
 
 FIXTURE = SHARED / "fixtures" / "nanda_p113_wd0.1_seed1_final.pth"

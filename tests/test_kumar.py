@@ -8,10 +8,10 @@ import torch
 from grokscope.config import load_preset, with_overrides
 from grokscope.errors import UsageError
 from grokscope.models import build_model
-from grokscope.ntk import committee_ntk, empirical_ntk, ntk_reference
-from grokscope.probes.kumar import kumar_error_terms
+from grokscope.measures.ntk import committee_ntk, empirical_ntk, ntk_reference
+from grokscope.measures.kumar import kumar_error_terms
 from grokscope.tasks import build_task
-from grokscope.train import train
+from grokscope.training import train
 
 
 def _config(*extra):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, run_cli
-from grokscope.analyze import analyze
+from grokscope.analysis import analyze
 from grokscope.config import load_preset, with_overrides
 from grokscope.errors import UsageError
-from grokscope.landscape import landscape, parse_scales
+from grokscope.experiments.landscape import landscape, parse_scales
 from grokscope.tables import read_table
 from grokscope.tasks import build_task
-from grokscope.train import train
+from grokscope.training import train
 
 FAST = ["train.steps=300", "train.log_every=5"]
 

@@ -151,7 +151,7 @@ def test_toy_matmul_composition_and_hooks():
 
 
 def test_lstm_model_trains_and_exposes_hooks(tmp_path):
-    from grokscope.train import train
+    from grokscope.training import train
 
     config = tiny_config(model={"name": "lstm", "d_model": 12, "d_embed": 0}, train={"steps": 30})
     run = train(config, tmp_path / "lstm", progress=False)

@@ -4,7 +4,7 @@ import torch
 
 from conftest import tiny_config
 from grokscope.models import build_model
-from grokscope.ntk import (effective_rank, empirical_ntk, ntk_matvec, ntk_reference,
+from grokscope.measures.ntk import (effective_rank, empirical_ntk, ntk_matvec, ntk_reference,
                            ntk_top_eigenvalues)
 from grokscope.tasks import build_task
 

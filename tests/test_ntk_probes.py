@@ -1,10 +1,10 @@
 import pytest
 
 from conftest import tiny_config
-from grokscope.analyze import analyze
-from grokscope.ntk import empirical_ntk
-from grokscope.similarity import kernel_alignment
-from grokscope.train import train
+from grokscope.analysis import analyze
+from grokscope.measures.ntk import empirical_ntk
+from grokscope.measures.similarity import kernel_alignment
+from grokscope.training import train
 
 
 @pytest.fixture(scope="module", params=["transformer", "mlp"])

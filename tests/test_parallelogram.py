@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from grokscope.analyze import analyze
-from grokscope.parallelogram import (parallelogram_loss, parallelograms, predicted_accuracy, rqi,
+from grokscope.analysis import analyze
+from grokscope.measures.parallelogram import (parallelogram_loss, parallelograms, predicted_accuracy, rqi,
                                      standardize)
-from grokscope.train import train
+from grokscope.training import train
 
 
 def test_enumeration_matches_the_authors_count():
@@ -111,7 +111,7 @@ def _brute_force_probability(p: int) -> list[float]:
 
 @pytest.mark.parametrize("p", [3, 4])
 def test_critical_fraction_exact_matches_brute_force(p):
-    from grokscope.parallelogram import critical_fraction
+    from grokscope.measures.parallelogram import critical_fraction
 
     result = critical_fraction(p)
     assert result.method == "exact"
@@ -120,7 +120,7 @@ def test_critical_fraction_exact_matches_brute_force(p):
 
 
 def test_critical_fraction_monte_carlo_agrees_with_exact():
-    from grokscope.parallelogram import critical_fraction
+    from grokscope.measures.parallelogram import critical_fraction
 
     exact = critical_fraction(5)
     mc = critical_fraction(5, samples=3000, seed=1, exact=False)

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from grokscope.similarity import (SimilarityError, center_kernel, hsic, kernel_alignment,
+from grokscope.measures.similarity import (SimilarityError, center_kernel, hsic, kernel_alignment,
                                   kernel_kernel_alignment, linear_cka, minibatch_cka, rbf_cka)
 
 

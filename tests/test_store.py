@@ -3,7 +3,7 @@ import torch
 
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.store import atomic_write_text, load_run, load_tensors, save_tensors
-from grokscope.train import train
+from grokscope.training import train
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):

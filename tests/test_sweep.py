@@ -9,11 +9,11 @@ import torch
 from conftest import run_cli, tiny_config
 from grokscope.config import load_preset, with_overrides
 from grokscope.errors import UsageError
-from grokscope.phase_diagram import classify_phase
+from grokscope.measures.transitions import classify_phase
 from grokscope.store import load_run, read_json
-from grokscope.sweep import expand, parse_grid, sweep
-from grokscope.train import TrainingInterrupted, train
-from grokscope.vectorized import _Group, choose_vectorized, compatible_key, train_many
+from grokscope.experiments.sweep import expand, parse_grid, sweep
+from grokscope.training import TrainingInterrupted, train
+from grokscope.training.stacked import StackedStepper, choose_vectorized, compatible_key, train_many
 
 
 def toy(steps=30, **sets):
@@ -112,15 +112,15 @@ def test_vectorized_transformer_and_adam(tmp_path, float64, optim):
 
 def _interrupt_at(monkeypatch, step: int):
     """Make stacked training get a SIGINT right after update `step`; returns the undo."""
-    update = _Group.update
+    update = StackedStepper.apply_update
 
     def interrupting(self, grads, factor):
         update(self, grads, factor)
         if self.opt_steps == step:
             signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(_Group, "update", interrupting)
-    return lambda: monkeypatch.setattr(_Group, "update", update)
+    monkeypatch.setattr(StackedStepper, "apply_update", interrupting)
+    return lambda: monkeypatch.setattr(StackedStepper, "apply_update", update)
 
 
 def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
@@ -165,7 +165,7 @@ GRID = ["optim.lr=1e-4,3e-3", "optim.weight_decay=0,5"]
 
 
 def test_sweep_interrupted_and_restarted_ends_with_the_same_runs(tmp_path, monkeypatch):
-    import grokscope.sweep as sweep_mod
+    import grokscope.experiments.sweep as sweep_mod
 
     sets = ["train.steps=40", "checkpoint.resume_seconds=0"]
     whole = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "whole", jobs=1, vectorize="never",

@@ -11,10 +11,10 @@ import torch
 
 from grokscope.config import CheckpointConfig
 from grokscope.errors import UsageError
-from grokscope.optim import lr_at
-from grokscope.schedule import checkpoint_schedule
+from grokscope.training.optim import lr_at
+from grokscope.training.schedule import checkpoint_schedule
 from grokscope.store import load_tensors
-from grokscope.train import train
+from grokscope.training import train
 
 CHILD = Path(__file__).with_name("_train_child.py")
 
@@ -168,7 +168,7 @@ def test_every_preset_trains(preset, tmp_path):
 
 @pytest.mark.parametrize("model", [{}, {"name": "mlp", "hidden": (16,), "d_embed": 4}])
 def test_fixed_norm_is_held_after_every_step(tiny, tmp_path, model):
-    from grokscope.train import default_init_norm
+    from grokscope.training.loop import default_init_norm
     from grokscope.tasks import build_task
 
     config = tiny(model={**model, "init_scale": 3.0}, optim={"weight_decay": 0.0},

@@ -31,6 +31,8 @@ class _Block(nn.Module):
 class Committee(HookedRootModule):
     """inputs (batch, D) float -> outputs (batch,)."""
 
+    ntk_method = "closed_form"  # measures.ntk.CommitteeModel: the NTK in closed form
+
     def __init__(self, d_input: int, width: int = 500, *, alpha: float = 1.0, eps: float = 0.02,
                  centered: bool = True, init_scale: float = 1.0):
         super().__init__()

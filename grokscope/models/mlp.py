@@ -59,6 +59,8 @@ class Readout(nn.Module):
 class MLP(HookedRootModule):
     """tokens (batch, n_ctx) int64, the last token being `=` -> outputs (batch, n_classes)."""
 
+    ntk_method = "layerwise"  # measures.ntk.LayerwiseMLP: the NTK from per-layer factors
+
     def __init__(self, d_vocab: int, n_classes: int, n_ctx: int, *, d_embed: int = 0,
                  hidden: tuple[int, ...] = (512,), act: str = "relu", bias: bool = True,
                  init_scale: float = 1.0, alpha: float = 1.0, centered: bool = False,

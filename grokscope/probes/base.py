@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from grokscope.errors import UsageError
+from grokscope.specs import FigureSpec, Headline, ReportSpec, default_figures
 
 ENTRY_POINT_GROUP = "grokscope.probes"
 
@@ -71,11 +72,23 @@ class Probe:
     def measure_run(self, run, tables: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def plot(self, table: dict[str, np.ndarray], fig) -> None:
-        """Draw the probe's figure into a matplotlib Figure; default: numeric columns vs step."""
-        from grokscope.report.figures import plot_columns
+    def figures(self) -> list[FigureSpec]:
+        """The probe's figures as data (which columns, axes, log scales, reference lines); the
+        report draws them. Default: every numeric column against step."""
+        return list(default_figures(self.name))
 
-        plot_columns(table, fig, title=self.name)
+    def headlines(self) -> list[Headline]:
+        """Columns the report's summary states in words (default: none)."""
+        return []
+
+    #: column prefixes the report's "what moved before generalization" summary leaves out
+    quiet: tuple[str, ...] = ()
+    notes: str = ""
+
+    def report_spec(self) -> ReportSpec:
+        """Everything the report needs of this probe, stored as `<probe>.spec.json`."""
+        return ReportSpec(self.name, self.description, self.notes, tuple(self.figures()),
+                          tuple(self.headlines()), tuple(self.quiet))
 
     def cache_key(self) -> str:
         text = json.dumps({"name": self.name, "version": str(self.version), "params": self.params},
@@ -135,7 +148,6 @@ class ProbeContext:
 # ---------------------------------------------------------------- registry
 
 _BUILTINS: dict[str, type[Probe]] = {}
-_ORIGINS: dict[str, str] = {}
 
 
 def register_probe(cls: type[Probe]) -> type[Probe]:
@@ -146,7 +158,6 @@ def register_probe(cls: type[Probe]) -> type[Probe]:
         raise ValueError(f"probe name {cls.name!r} is defined twice: {_where(_BUILTINS[cls.name])} "
                          f"and {_where(cls)}")
     _BUILTINS[cls.name] = cls
-    _ORIGINS[cls.name] = "built-in"
     return cls
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from grokscope.probes.base import Probe, ProbeContext, register_probe
-from grokscope.similarity import SimilarityError, linear_cka
+from grokscope.measures.similarity import SimilarityError, linear_cka
 
 
 def default_hooks(model) -> list[str]:

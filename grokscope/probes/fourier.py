@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from grokscope.fourier import (fourier_basis, frequency_norms, gini, key_frequencies_from_norms,
-                               neuron_frequency_fractions)
+from grokscope.measures.fourier import (fourier_basis, frequency_norms, gini, key_frequencies_from_norms,
+                                        neuron_frequency_fractions)
 from grokscope.models.parts import answer_neuron_acts, neuron_to_logit, token_embedding
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_probe
+from grokscope.specs import FigureSpec, Headline, Panel
 
 KEY_SOURCES = ("embed", "neuron_logit")
 
@@ -87,10 +88,15 @@ class FourierProbe(Probe):
             scalars[f"embed_k{k}"] = value
         return ProbeResult(scalars, arrays)
 
-    def plot(self, table, fig) -> None:
-        from grokscope.report.figures import plot_columns, plot_frequency_heatmap
+    quiet = ("embed_k",)
 
-        axes = fig.subplots(1, 2)
-        plot_columns(table, axes[0], columns=["gini_embed", "gini_neuron_logit", "key_energy_share",
-                                              "neuron_single_freq_share"], title="Fourier sparsity")
-        plot_frequency_heatmap(table, axes[1])
+    def figures(self) -> list[FigureSpec]:
+        return [FigureSpec(self.name, panels=(
+            Panel(columns=("gini_embed", "gini_neuron_logit", "key_energy_share", "neuron_single_freq_share"),
+                  title="Fourier sparsity"),
+            Panel(kind="heatmap", prefix="embed_k", exclude=("embed_k0",), title="|W_E| per Fourier frequency",
+                  xlabel="checkpoint (step)", ylabel="frequency k")))]
+
+    def headlines(self) -> list[Headline]:
+        return [Headline("gini_embed", "Gini of the Fourier norms of W_E"),
+                Headline("key_frequencies", "Key frequencies", kind="last")]

@@ -1,44 +1,12 @@
-"""`kumar_stats`: the test loss of Kumar et al.'s committee machine from its sufficient statistics.
-
-With phi(h) = h + eps/2 h^2 the centered network is a quadratic form,
-    f(x) = a . x + x^T B x,  a = alpha (w_bar - w_bar_0),  B = (alpha eps / 2)(M - M_0),
-w_bar = mean_i w_i and M = mean_i w_i w_i^T (Kumar et al. 2024, section 5, eq. 6). The target is
-y = x^T (beta beta^T / 2) x, so the error is e(x) = a . x + x^T A x with A = B - beta beta^T / 2,
-and for x ~ N(0, I/D) the expected test loss splits exactly into three terms:
-    E[e^2] = |a|^2 / D              linear-mode error (the network's linear part, absent in y)
-           + 2 ||A||_F^2 / D^2      misalignment (the learned quadratic form against beta beta^T / 2)
-           + (tr A)^2 / D^2         variance (the offset of the quadratic form's trace)
-"""
+"""`kumar_stats`: the error terms of Kumar et al.'s committee machine (`measures.kumar`)."""
 
 from __future__ import annotations
 
 import torch
 
+from grokscope.measures.kumar import beta_alignment, kumar_error_terms
 from grokscope.probes.base import Probe, ProbeContext, register_probe
-
-
-def sufficient_statistics(W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """W (D, N), column i = w_i -> (w_bar (D,), M (D, D))."""
-    W = W.to(torch.float64)
-    return W.mean(1), W @ W.T / W.shape[1]
-
-
-def kumar_error_terms(W: torch.Tensor, W0: torch.Tensor, beta: torch.Tensor, alpha: float, eps: float,
-                      centered: bool = True) -> dict[str, float]:
-    D = W.shape[0]
-    w_bar, M = sufficient_statistics(W)
-    if centered:
-        w_bar0, M0 = sufficient_statistics(W0)
-        w_bar, M = w_bar - w_bar0, M - M0
-    a = alpha * w_bar
-    A = 0.5 * alpha * eps * M - 0.5 * torch.outer(beta, beta).to(torch.float64)
-    terms = {
-        "error_linear": float(a @ a) / D,
-        "error_misalignment": 2 * float((A * A).sum()) / D ** 2,
-        "error_variance": float(torch.trace(A)) ** 2 / D ** 2,
-    }
-    terms["predicted_test_loss"] = sum(terms.values())
-    return terms
+from grokscope.specs import FigureSpec, Panel
 
 
 @register_probe
@@ -54,19 +22,16 @@ class KumarStatsProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         model = ctx.model
-        out = kumar_error_terms(model.blocks[0].mlp.W_in.detach(), model.init_W, ctx.task.beta,
-                                model.alpha, model.eps, model.centered)
+        W = model.blocks[0].mlp.W_in.detach()
+        out = kumar_error_terms(W, model.init_W, ctx.task.beta, model.alpha, model.eps, model.centered)
         with torch.no_grad():
             pred = model(ctx.task.test_inputs.to(ctx.device)).double().cpu()
         out["test_loss"] = float((pred - ctx.task.test_labels.double()).pow(2).mean())
-        w_bar, M = sufficient_statistics(model.blocks[0].mlp.W_in.detach())
-        beta = ctx.task.beta
-        out["beta_alignment"] = float(beta @ M @ beta / (beta @ beta) / torch.trace(M) * M.shape[0])
+        out["beta_alignment"] = beta_alignment(W, ctx.task.beta)
         return out
 
-    def plot(self, table, fig) -> None:
-        from grokscope.report.figures import plot_columns
-
-        plot_columns(table, fig, columns=["error_linear", "error_misalignment", "error_variance",
-                                          "predicted_test_loss", "test_loss"],
-                     title="test loss from sufficient statistics", logy=True)
+    def figures(self) -> list[FigureSpec]:
+        return [FigureSpec(self.name, panels=(Panel(
+            columns=("error_linear", "error_misalignment", "error_variance", "predicted_test_loss",
+                     "test_loss"),
+            title="test loss from sufficient statistics", logy=True),))]

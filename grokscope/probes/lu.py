@@ -9,20 +9,14 @@ the L, off the U) and generalizes when weight decay brings it down into the U's 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
+from grokscope.measures.landscape import interpolate_loglog, landscape_summary
 from grokscope.probes.base import Probe, ProbeContext, register_probe
-from grokscope.probes.metrics import MetricsProbe
-
-
-def interpolate_loglog(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
-    ok = np.isfinite(ys) & (ys > 0)
-    if ok.sum() < 2:
-        return float("nan")
-    return float(np.exp(np.interp(np.log(x), np.log(xs[ok]), np.log(ys[ok]))))
+from grokscope.probes.metrics import split_losses
+from grokscope.specs import FigureSpec, Mark, Panel, Series
+from grokscope.tables import landscape_table_path, read_landscape
 
 
 @register_probe
@@ -36,33 +30,41 @@ class LUProbe(Probe):
         if not self.params["landscape"]:
             return ("needs a landscape for this task and model: run `grokscope landscape --preset ... --out DIR` "
                     "and pass --param lu.landscape=DIR")
-        if not (Path(self.params["landscape"]) / "landscape.csv").exists():
-            return f"{self.params['landscape']}/landscape.csv does not exist"
+        if not landscape_table_path(self.params["landscape"]).exists():
+            return f"{landscape_table_path(self.params['landscape'])} does not exist"
         return True
 
-    def measure(self, ctx: ProbeContext) -> dict[str, float]:
-        from grokscope.landscape import read_landscape
+    def landscape(self) -> dict[str, np.ndarray]:
+        return read_landscape(self.params["landscape"])
 
-        land = ctx.run_memo(f"lu:{self.params['landscape']}", lambda: read_landscape(self.params["landscape"]))
+    def measure(self, ctx: ProbeContext) -> dict[str, float]:
+        land = ctx.run_memo(f"lu:{self.params['landscape']}", self.landscape)
         norm = float(torch.sqrt(sum(p.detach().double().pow(2).sum() for p in ctx.model.parameters())))
         w0 = float(np.nanmedian(land["norm"] / land["scale"]))
         out = {"weight_norm": norm, "norm_scale": norm / w0}
-        own = MetricsProbe().measure(ctx)
+        own = split_losses(ctx)
         out["train_loss"], out["test_loss"] = own["train_loss"], own["test_loss"]
         out["landscape_train_loss"] = interpolate_loglog(norm, land["norm"], land["best_train_loss"])
         out["landscape_test_loss"] = interpolate_loglog(norm, land["norm"], land["best_test_loss"])
         return out
 
-    def plot(self, table, fig) -> None:
-        from grokscope.landscape import plot_landscape, read_landscape
+    def figures(self) -> list[FigureSpec]:
+        land = self.landscape()
+        norm = tuple(float(v) for v in land["norm"])
+        marks = landscape_marks(landscape_summary(land))
+        return [FigureSpec(self.name, panels=(Panel(
+            x="weight_norm", columns=("train_loss", "test_loss"), xlabel="weight norm", ylabel="loss",
+            logx=True, logy=True, title="the run over the loss-norm landscape", annotate_ends=True,
+            marks=marks,
+            references=(Series("landscape: train loss (best)", norm,
+                               tuple(float(v) for v in land["best_train_loss"]), "o"),
+                        Series("landscape: test loss (best)", norm,
+                               tuple(float(v) for v in land["best_test_loss"]), "s"))),))]
 
-        land = read_landscape(self.params["landscape"])
-        plot_landscape(land, fig)
-        ax = fig.axes[0]
-        norms = np.asarray(table["weight_norm"])
-        ax.plot(norms, table["train_loss"], ".-", color="#0072B2", alpha=0.6, lw=0.8, label="run: train")
-        ax.plot(norms, table["test_loss"], ".-", color="#D55E00", alpha=0.6, lw=0.8, label="run: test")
-        ax.annotate("start", (norms[0], table["test_loss"][0]), fontsize=6)
-        ax.annotate("end", (norms[-1], table["test_loss"][-1]), fontsize=6)
-        ax.legend(frameon=False, fontsize=6)
-        ax.set_title("the run over the loss-norm landscape")
+
+def landscape_marks(summary: dict) -> tuple[Mark, ...]:
+    """The L's threshold norm (train fits above it) and the U's test-loss minimum, as lines."""
+    marks = [Mark(summary["test_min_norm"], "test-loss minimum", style="--")]
+    if summary.get("threshold_norm"):
+        marks.insert(0, Mark(summary["threshold_norm"], "train fits above"))
+    return tuple(marks)

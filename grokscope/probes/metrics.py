@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from grokscope.losses import loss_and_accuracy, task_targets
+from grokscope.measures.losses import loss_and_accuracy
 from grokscope.probes.base import Probe, ProbeContext, register_probe
+from grokscope.specs import FigureSpec, Panel
+from grokscope.tasks import task_targets
 
 
 @register_probe
@@ -15,15 +17,20 @@ class MetricsProbe(Probe):
     description = "train/test loss and accuracy recomputed in float64 on the stored split"
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
-        task, loss_kind = ctx.task, ctx.run.config.train.loss
-        logits = ctx.logits("all")
-        out = {}
-        for split in ("train", "test"):
-            idx = getattr(task, f"{split}_indices")
-            loss, acc = loss_and_accuracy(logits[idx], task.all_labels[idx], loss_kind,
-                                          torch.float64, task_targets(task))
-            out[f"{split}_loss"], out[f"{split}_acc"] = loss.item(), acc.item()
-        return out
+        return split_losses(ctx)
+
+
+def split_losses(ctx: ProbeContext) -> dict[str, float]:
+    """Train and test loss and accuracy of the checkpoint, float64, on the stored split."""
+    task, loss_kind = ctx.task, ctx.run.config.train.loss
+    logits = ctx.logits("all")
+    out = {}
+    for split in ("train", "test"):
+        idx = getattr(task, f"{split}_indices")
+        loss, acc = loss_and_accuracy(logits[idx], task.all_labels[idx], loss_kind,
+                                      torch.float64, task_targets(task))
+        out[f"{split}_loss"], out[f"{split}_acc"] = loss.item(), acc.item()
+    return out
 
 
 @register_probe
@@ -39,7 +46,7 @@ class WeightsProbe(Probe):
         out.update({f"norm.{n}": float(p.norm()) for n, p in params.items()})
         return out
 
-    def plot(self, table, fig) -> None:
-        from grokscope.report.figures import plot_columns
+    quiet = ("norm.",)
 
-        plot_columns(table, fig, columns=["weight_norm"], title="weight norm")
+    def figures(self) -> list[FigureSpec]:
+        return [FigureSpec(self.name, panels=(Panel(columns=("weight_norm",), title="weight norm"),))]

@@ -5,7 +5,7 @@ The kernel is computed on a fixed evaluation subset: the first `n` examples of t
 "trace" (sum over logits), "projected" (m fixed Gaussian projections of the logits, an unbiased
 label-free estimate of the trace kernel that costs m outputs instead of n_classes), "correct"
 (the label's logit; note it puts the labels into the kernel), or "scalar" for regression.
-"auto": "trace" for MLPs (their layer-wise form makes it cheap), "projected" otherwise.
+"auto": "trace" for models with a layer-wise NTK (the MLP: cheap), "projected" otherwise.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grokscope.models.mlp import MLP
-from grokscope.ntk import effective_rank, empirical_ntk, random_projections
+from grokscope.measures.ntk import (alignment_statistics, effective_rank, empirical_ntk,
+                                    param_movement, random_projections)
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_probe
-from grokscope.similarity import (SimilarityError, center_kernel, kernel_alignment,
-                                  kernel_kernel_alignment)
+from grokscope.specs import FigureSpec, Panel
 
 KERNELS = ("auto", "trace", "projected", "correct", "scalar")
 
@@ -25,7 +24,7 @@ KERNELS = ("auto", "trace", "projected", "correct", "scalar")
 def resolve_kernel(model, params: dict, n_classes: int):
     kind = params["kernel"]
     if kind == "auto":
-        kind = "scalar" if n_classes == 0 else "trace" if isinstance(model, MLP) else "projected"
+        kind = "scalar" if n_classes == 0 else "trace" if getattr(model, "ntk_method", "") == "layerwise" else "projected"
     if kind == "projected":
         return random_projections(n_classes, params["n_projections"], seed=0), kind
     return kind, kind
@@ -76,13 +75,10 @@ class NTKSpectrumProbe(Probe):
         out["ntk_effective_rank"] = effective_rank(eig)
         return ProbeResult(out, {"eigenvalues": eig})
 
-    def plot(self, table, fig) -> None:
-        from grokscope.report.figures import plot_columns
-
-        axes = fig.subplots(1, 2)
-        plot_columns(table, axes[0], columns=[c for c in table if c.startswith("ntk_top")][:5] + ["ntk_trace"],
-                     title="NTK eigenvalues", logy=True)
-        plot_columns(table, axes[1], columns=["ntk_effective_rank"], title="effective rank")
+    def figures(self) -> list[FigureSpec]:
+        return [FigureSpec(self.name, panels=(
+            Panel(prefix="ntk_top", max_lines=5, columns=("ntk_trace",), logy=True, title="NTK eigenvalues"),
+            Panel(columns=("ntk_effective_rank",), title="effective rank")))]
 
 
 @register_probe
@@ -105,53 +101,19 @@ class NTKAlignmentProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         data = self._kernels(ctx, ctx.model)
-        first_step = ctx.run.steps[0]
-        data0 = data if ctx.step == first_step else ctx.run_memo(
+        data0 = data if ctx.step == ctx.run.steps[0] else ctx.run_memo(
             f"ntk_alignment:K0:{self.cache_key()}", lambda: self._kernels(ctx, ctx.first))
-        K, ntr, ytr, yte = data["K"], data["ntr"], data["ytr"], data["yte"]
-        Ktr, Kte, Kcross = K[:ntr, :ntr], K[ntr:, ntr:], K[ntr:, :ntr]
-        C = ctx.task.n_classes or None
-        regression = ytr.is_floating_point()
-        out: dict[str, float] = {}
-        for name, Ks, ys in (("train", Ktr, ytr), ("test", Kte, yte)):
-            try:
-                out[f"alignment_{name}"] = kernel_alignment(Ks, ys, None if regression else C)
-            except SimilarityError:
-                out[f"alignment_{name}"] = float("nan")
-        # share of the centered target in the top eigenvectors of the centered train kernel
-        Y = ytr.to(torch.float64).reshape(len(ytr), -1) if regression else \
-            torch.nn.functional.one_hot(ytr, C).to(torch.float64)
-        Yc = Y - Y.mean(0)
-        _, vecs = torch.linalg.eigh(center_kernel(Ktr))
-        vecs = vecs.flip(1)
-        power = (vecs.T @ Yc).pow(2).sum(1)
-        total = float(Yc.pow(2).sum()) or 1.0
-        for k in (1, 10, 100):
-            out[f"target_power_top{k}"] = float(power[:k].sum()) / total
-        try:
-            out["kernel_distance"] = 1.0 - kernel_kernel_alignment(K, data0["K"])
-        except SimilarityError:
-            out["kernel_distance"] = float("nan")
+        stats = alignment_statistics(data["K"], data["ntr"], data["ytr"], data["yte"],
+                                     ctx.task.n_classes or None, data0["K"], self.params["ridge"])
         theta = torch.cat([p.detach().flatten().double() for p in ctx.model.parameters()])
         theta0 = ctx.run_memo("theta0", lambda: torch.cat([p.detach().flatten().double()
                                                            for p in ctx.first.parameters()]))
-        out["param_movement"] = float((theta - theta0).norm() / theta0.norm())
-        # the lazy baseline: kernel (ridge) regression on the train subset with this NTK
-        ridge = self.params["ridge"] * float(torch.diagonal(Ktr).mean())
-        coef = torch.linalg.solve(Ktr + ridge * torch.eye(ntr, dtype=Ktr.dtype), Yc)
-        pred = Kcross @ coef + Y.mean(0)
-        Yte = yte.to(torch.float64).reshape(len(yte), -1) if regression else \
-            torch.nn.functional.one_hot(yte, C).to(torch.float64)
-        out["kernel_regression_test_loss"] = float((pred - Yte).pow(2).mean())
-        if not regression:
-            out["kernel_regression_test_acc"] = float((pred.argmax(1) == yte).double().mean())
-        return out
+        lazy = {k: stats.pop(k) for k in list(stats) if k.startswith("kernel_regression")}
+        return {**stats, "param_movement": param_movement(theta, theta0), **lazy}
 
-    def plot(self, table, fig) -> None:
-        from grokscope.report.figures import plot_columns
-
-        axes = fig.subplots(1, 2)
-        plot_columns(table, axes[0], columns=["alignment_train", "alignment_test", "kernel_distance",
-                                              "target_power_top10"], title="NTK alignment")
-        plot_columns(table, axes[1], columns=["param_movement", "kernel_regression_test_loss"],
-                     title="movement and lazy baseline")
+    def figures(self) -> list[FigureSpec]:
+        return [FigureSpec(self.name, panels=(
+            Panel(columns=("alignment_train", "alignment_test", "kernel_distance", "target_power_top10"),
+                  title="NTK alignment"),
+            Panel(columns=("param_movement", "kernel_regression_test_loss"),
+                  title="movement and lazy baseline")))]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from grokscope.models.parts import token_embedding
-from grokscope.parallelogram import parallelogram_loss, parallelograms, predicted_accuracy, rqi
+from grokscope.measures.parallelogram import parallelogram_loss, parallelograms, predicted_accuracy, rqi
 from grokscope.probes.base import Probe, ProbeContext, register_probe
 
 

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
-from grokscope.fourier import sum_directions
+from grokscope.measures.restricted import restricted_and_excluded
 from grokscope.probes.base import Probe, ProbeContext, register_probe
 from grokscope.probes.fourier import applies_to_modular, key_frequencies
-
-
-def restricted_and_excluded(logits: torch.Tensor, labels: torch.Tensor, train_idx: torch.Tensor,
-                            p: int, keys: list[int]) -> dict[str, float]:
-    """logits: (p*p, n_classes) over the row-major (a, b) grid.
-
-    Restricted: each class's logit over the grid projected onto its mean plus the directions
-    cos(w_k (a+b)), sin(w_k (a+b)) of the key frequencies; loss on all pairs.
-    Excluded: those directions removed from the logits; loss on the training pairs.
-    Both in float64. Also the excluded loss of each key frequency alone.
-    """
-    logits = logits.to(torch.float64)
-    D = sum_directions(p, keys)                       # (2K, p*p), orthonormal, orthogonal to 1
-    components = D.T @ (D @ logits)                   # the key-frequency part of every logit
-    mean = logits.mean(0, keepdim=True)
-    out = {
-        "restricted_loss": F.cross_entropy(mean + components, labels).item(),
-        "excluded_loss": F.cross_entropy((logits - components)[train_idx], labels[train_idx]).item(),
-    }
-    for i, k in enumerate(keys):
-        Dk = D[2 * i: 2 * i + 2]
-        single = logits - Dk.T @ (Dk @ logits)
-        out[f"excluded_loss_k{k}"] = F.cross_entropy(single[train_idx], labels[train_idx]).item()
-    return out
+from grokscope.specs import FigureSpec, Panel
 
 
 @register_probe
@@ -61,8 +37,9 @@ class ProgressProbe(Probe):
         out["key_frequencies"] = " ".join(map(str, keys))
         return out
 
-    def plot(self, table, fig) -> None:
-        from grokscope.report.figures import plot_columns
+    quiet = ("excluded_loss_k",)
 
-        plot_columns(table, fig, columns=["train_loss", "test_loss", "restricted_loss", "excluded_loss"],
-                     title="progress measures", logy=True)
+    def figures(self) -> list[FigureSpec]:
+        return [FigureSpec(self.name, panels=(Panel(
+            columns=("train_loss", "test_loss", "restricted_loss", "excluded_loss"),
+            title="progress measures", logy=True),))]

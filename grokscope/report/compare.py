@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grokscope.probes.phases import locate_phases
+from grokscope.measures.transitions import locate_phases
 from grokscope.report.figures import figure, save_figure
 from grokscope.store import Run, atomic_write_text
 from grokscope.tables import write_table
@@ -24,7 +24,7 @@ def compare(runs: list[Run], out: Path) -> Path:
     rows = {"run": [], **{c: [] for c in COLUMNS}, "final_test_acc": [], "weight_decay": [], "frac_train": [], "seed": []}
     for run in runs:
         m = run.metrics
-        ph = locate_phases(m)
+        ph = locate_phases(m, cross_entropy=run.config.train.loss == "cross_entropy")
         for ax, col in ((ax_loss, "test_loss"), (ax_acc, "test_acc")):
             ok = np.isfinite(m[col])
             line, = ax.plot(m["step"][ok], m[col][ok], label=f"{run.name} test")

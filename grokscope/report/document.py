@@ -16,54 +16,61 @@ from typing import Any
 import numpy as np
 
 from grokscope.errors import UsageError
-from grokscope.report.figures import figure, save_figure, shade_phases, training_curves
-from grokscope.store import atomic_write_json, atomic_write_text, read_json
+from grokscope.measures.transitions import LOSS_FRACTION, change_span, half_change_step
+from grokscope.report.figures import draw_figure, figure, save_figure, training_curves
+from grokscope.specs import ReportSpec, read_spec
+from grokscope.store import Run, atomic_write_json, atomic_write_text, read_json
 from grokscope.tables import Table, read_table, write_table
 
-SKIP_TRANSITION_PREFIXES = ("embed_k", "norm.", "excluded_loss_k")
+TRAINING = "training"   # the run's metrics, copied as training.csv so the report reads tables only
 
 
 def _fmt_step(s: Any) -> str:
     return "never" if s is None else f"{int(s):,}"
 
 
-def transition_step(steps: np.ndarray, values: np.ndarray) -> int | None:
-    """First step at which a quantity has covered half of its change from first to last value."""
-    ok = np.isfinite(values)
-    if ok.sum() < 3:
-        return None
-    s, v = steps[ok], values[ok]
-    start, end = v[0], v[-1]
-    scale = max(np.nanmax(np.abs(v)), 1e-12)
-    if abs(end - start) < 0.05 * scale:
-        return None
-    crossed = (v - start) / (end - start) >= 0.5
-    return int(s[np.argmax(crossed)])
-
-
-def transitions(tables: dict[str, Table]) -> list[tuple[int, str, str, float, float]]:
-    """(step, probe, column, first value, last value) for every quantity with a clear change."""
+def transitions(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> list[tuple[int, str, str, float, float]]:
+    """(step, probe, column, first value, last value) for every quantity with a clear change,
+    leaving out the columns each probe's spec calls quiet."""
     out = []
     for probe, table in tables.items():
-        if probe == "training":
-            continue
+        quiet = specs[probe].quiet if probe in specs else ()
         for col, values in table.items():
-            if col == "step" or values.dtype.kind != "f" or col.startswith(SKIP_TRANSITION_PREFIXES):
+            if col == "step" or values.dtype.kind != "f" or (quiet and col.startswith(quiet)):
                 continue
-            s = transition_step(table["step"], values)
+            s = half_change_step(table["step"], values)
             if s is not None:
                 ok = values[np.isfinite(values)]
                 out.append((s, probe, col, float(ok[0]), float(ok[-1])))
     return sorted(out)
 
 
-def summary(phases: dict[str, Any], tables: dict[str, Table]) -> list[str]:
+def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> list[str]:
+    """The claims each probe's spec asks the summary to state, from its table."""
+    lines = []
+    for probe, spec in specs.items():
+        table = tables.get(probe)
+        for h in spec.headlines:
+            if table is None or h.column not in table or not len(table[h.column]):
+                continue
+            values = table[h.column]
+            if h.kind == "last":
+                words = str(values[-1]).split()
+                lines.append(f"{h.label}: {', '.join(words)}.")
+            elif values.dtype.kind == "f":
+                lo, hi = change_span(table["step"], values)
+                lines.append(f"{h.label} went from {values[0]:.{h.digits}f} to {values[-1]:.{h.digits}f}"
+                             + (f", mostly between steps {lo:,} and {hi:,}." if lo is not None else "."))
+    return lines
+
+
+def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, ReportSpec],
+            training: Table | None = None) -> list[str]:
     lines = []
     mem, gen = phases.get("memorization_step"), phases.get("generalization_step")
-    training = tables.get("training")
     if training is not None and not np.isfinite(np.asarray(training["train_acc"], dtype=float)).any():
-        lines.append(f"Regression run: train loss fell to 10% of its initial value at step {_fmt_step(mem)}, "
-                     f"test loss at step {_fmt_step(gen)}"
+        lines.append(f"Regression run: train loss fell to {LOSS_FRACTION:.0%} of its initial value at step "
+                     f"{_fmt_step(mem)}, test loss at step {_fmt_step(gen)}"
                      + (f" ({gen - mem:,} steps later)." if mem is not None and gen is not None else "."))
     elif gen is not None and mem is not None:
         lines.append(f"Test accuracy passed 99% at step {gen:,}, {gen - mem:,} steps after train accuracy "
@@ -80,18 +87,9 @@ def summary(phases: dict[str, Any], tables: dict[str, Table]) -> list[str]:
         when = ("before" if t1 is None or r1 < t1 else "after" if r1 > t1 else "at the same step as")
         lines.append(f"Restricted loss fell below 1 at step {r1:,}, {when} test loss"
                      + (f" (step {t1:,})." if t1 is not None else " (which never did)."))
-    fourier = tables.get("fourier")
-    if fourier is not None and "gini_embed" in fourier:
-        g = fourier["gini_embed"]
-        s = fourier["step"]
-        lo, hi = _span(s, g)
-        lines.append(f"Gini of the Fourier norms of W_E went from {g[0]:.2f} to {g[-1]:.2f}"
-                     + (f", mostly between steps {lo:,} and {hi:,}." if lo is not None else "."))
-        if "key_frequencies" in fourier:
-            keys = str(fourier["key_frequencies"][-1]).split()
-            lines.append(f"Key frequencies: {', '.join(keys)}.")
+    lines += headline_lines(tables, specs)
     if gen is not None:
-        before = [t for t in transitions(tables) if t[0] < gen]
+        before = [t for t in transitions(tables, specs) if t[0] < gen]
         if before:
             lines.append("Moved halfway to their final value before the model generalized: "
                          + "; ".join(f"{probe}.{col} (step {s:,}, {a:.3g} → {b:.3g})"
@@ -99,32 +97,10 @@ def summary(phases: dict[str, Any], tables: dict[str, Table]) -> list[str]:
     return lines
 
 
-def _span(steps: np.ndarray, values: np.ndarray) -> tuple[int | None, int | None]:
-    """Steps at which a quantity covered 10% and 90% of its change."""
-    ok = np.isfinite(values)
-    s, v = steps[ok], values[ok]
-    if len(v) < 3 or abs(v[-1] - v[0]) < 1e-9:
-        return None, None
-    frac = (v - v[0]) / (v[-1] - v[0])
-    return int(s[np.argmax(frac >= 0.1)]), int(s[np.argmax(frac >= 0.9)])
-
-
-def _probe_class(entry: dict[str, Any], name: str):
-    from grokscope.probes.base import Probe, resolve_probe
-
-    try:
-        cls, _ = resolve_probe(entry.get("spec") or name)
-        return cls(**entry.get("params", {}))
-    except Exception:
-        generic = Probe()
-        generic.name = name
-        return generic
-
-
 def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     """What the report is made from: the tables, phases and each probe's identity and status."""
     h = hashlib.sha256()
-    for path in sorted(out.glob("*.csv")) + sorted(out.glob("phases.json")):
+    for path in sorted(out.glob("*.csv")) + sorted(out.glob("*.spec.json")) + sorted(out.glob("phases.json")):
         h.update(path.name.encode() + path.read_bytes())
     keep = ("status", "reason", "spec", "version", "params")
     h.update(json.dumps({n: {k: e.get(k) for k in keep} for n, e in manifest["probes"].items()},
@@ -132,56 +108,55 @@ def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def build_report(out: Path, run=None, force: bool = False) -> Path:
-    """Figures for every table, then report.md and report.html in `out`; returns report.html.
-    Skips the work when nothing it reads has changed since the last build (unless `force`)."""
+def build_report(out: Path, run: Run | None = None, force: bool = False) -> Path:
+    """Figures for every table (from its probe's stored spec), then report.md and report.html in
+    `out`; returns report.html. Reads only the analysis directory's tables, specs, phases and
+    manifest (and the run's metrics, copied to training.csv). Skips the work when nothing it
+    reads has changed since the last build (unless `force`)."""
     out = Path(out)
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
         raise UsageError(f"{out} has no manifest.json; run `grokscope analyze` first")
     manifest = read_json(manifest_path)
     phases = read_json(out / "phases.json") if (out / "phases.json").exists() else {}
-    if run is not None:
-        training = out / "training.csv"
-        if not training.exists() or training.stat().st_mtime_ns < (run.path / "metrics.csv").stat().st_mtime_ns:
-            write_table(training, run.metrics)
+    training_path = out / f"{TRAINING}.csv"
+    if run is not None and (not training_path.exists()
+                            or training_path.stat().st_mtime_ns < run.metrics_mtime_ns):
+        write_table(training_path, run.metrics)
     digest = _inputs_digest(out, manifest)
     digest_path = out / ".cache" / "report.digest"
     if (not force and (out / "report.html").exists() and digest_path.exists()
             and digest_path.read_text() == digest):
         return out / "report.html"
     tables: dict[str, Table] = {}
+    specs: dict[str, ReportSpec] = {}
     for name, entry in manifest["probes"].items():
         if entry["status"] != "skipped" and (out / f"{name}.csv").exists():
             tables[name] = read_table(out / f"{name}.csv")
-    training = read_table(out / "training.csv") if (out / "training.csv").exists() else None
+            specs[name] = read_spec(out, name)
+    training = read_table(training_path) if training_path.exists() else None
 
     figures: dict[str, list[str]] = {}
     if training is not None and len(training["step"]):
-        fig = figure(height=2.4)
-        training_curves(training, fig)
-        shade_phases(fig, phases)
-        figures["training"] = save_figure(fig, out / "training")
+        figures[TRAINING] = save_figure(training_curves(training, phases), out / TRAINING)
     for name, table in tables.items():
         if not len(table["step"]):
             continue
-        probe = _probe_class(manifest["probes"][name], name)
-        fig = figure(height=2.6)
-        try:
-            probe.plot(table, fig)
-        except Exception as e:  # a broken plot must not lose the report
-            fig.clf()
-            fig.text(0.5, 0.5, f"plot failed: {e}", ha="center")
-        shade_phases(fig, phases)
-        figures[name] = save_figure(fig, out / name)
+        files: list[str] = []
+        for spec in specs[name].figures:
+            try:
+                fig = draw_figure(spec, table, phases)
+            except Exception as e:  # a broken spec must not lose the report
+                fig = figure(height=spec.height)
+                fig.text(0.5, 0.5, f"plot failed: {type(e).__name__}: {e}", ha="center")
+            files += save_figure(fig, out / spec.name)
+        figures[name] = files
         arts = manifest["probes"][name].setdefault("artifacts", [])
-        for f in figures[name]:
-            if f not in arts:
-                arts.append(f)
+        arts += [f for f in files if f not in arts]
     atomic_write_json(manifest_path, manifest)
 
-    lines = summary(phases, {**tables, **({"training": training} if training is not None else {})})
-    md, body = _render(manifest, phases, lines, tables, figures, out, run)
+    lines = summary(phases, tables, specs, training)
+    md, body = _render(manifest, phases, lines, specs, figures, out, run)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", body)
     atomic_write_text(digest_path, digest)
@@ -200,7 +175,7 @@ def _provenance(run) -> list[str]:
             f"grokscope {run.info.get('grokscope_version')}, torch {run.info.get('torch_version')}"]
 
 
-def _render(manifest, phases, lines, tables, figures, out: Path, run) -> tuple[str, str]:
+def _render(manifest, phases, lines, specs, figures, out: Path, run) -> tuple[str, str]:
     title = f"grokscope report: {Path(manifest['run']).name}"
     md = [f"# {title}", ""]
     h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -217,14 +192,16 @@ def _render(manifest, phases, lines, tables, figures, out: Path, run) -> tuple[s
     def add_figure(name: str, heading: str, text: str = "") -> None:
         md.extend([f"## {heading}", ""] + ([text, ""] if text else []))
         h.append(f"<h2>{html.escape(heading)}</h2>" + (f"<p>{html.escape(text)}</p>" if text else ""))
-        if name in figures:
-            md.extend([f"![{name}]({name}.png)", "",
-                       f"Figure files: {', '.join(figures[name])}; data: `{name}.csv`.", ""])
-            png = base64.b64encode((out / f"{name}.png").read_bytes()).decode()
-            h.append(f"<img alt='{name}' src='data:image/png;base64,{png}'>"
-                     f"<p><small>{', '.join(figures[name])}; data {name}.csv</small></p>")
+        files = figures.get(name, [])
+        for stem in dict.fromkeys(f.rsplit(".", 1)[0] for f in files):
+            mine = [f for f in files if f.rsplit(".", 1)[0] == stem]
+            md.extend([f"![{stem}]({stem}.png)", "",
+                       f"Figure files: {', '.join(mine)}; data: `{name}.csv`.", ""])
+            png = base64.b64encode((out / f"{stem}.png").read_bytes()).decode()
+            h.append(f"<img alt='{stem}' src='data:image/png;base64,{png}'>"
+                     f"<p><small>{', '.join(mine)}; data {name}.csv</small></p>")
 
-    add_figure("training", "Training curves",
+    add_figure(TRAINING, "Training curves",
                "Shaded: memorization (orange), circuit formation (blue), cleanup (green); dotted line: "
                "train accuracy 99%, dashed: test accuracy 99%.")
     for name, entry in manifest["probes"].items():
@@ -233,9 +210,11 @@ def _render(manifest, phases, lines, tables, figures, out: Path, run) -> tuple[s
         elif entry["status"] == "failed" and name not in figures:
             text = f"Failed: {entry['reason']}"
         else:
-            text = entry.get("description", "")
-            if entry.get("notes"):
-                text += f" {entry['notes']}"
+            spec = specs.get(name)
+            text = entry.get("description", "") or (spec.description if spec else "")
+            notes = entry.get("notes") or (spec.notes if spec else "")
+            if notes:
+                text += f" {notes}"
             if entry["status"] == "failed":
                 text += f" (Failed on some checkpoints: {entry['reason']})"
         if name == "phases" and phases:

@@ -1,12 +1,15 @@
 """A matplotlib style for papers: TrueType fonts in PDF, editable text in SVG, a colour-blind-safe
-cycle (Okabe & Ito 2008), and figure widths for one and two columns."""
+cycle (Okabe & Ito 2008), and figure widths for one and two columns.
+
+Figures are `matplotlib.figure.Figure` objects made without pyplot: no backend is chosen or
+changed, so importing grokscope in a notebook leaves its inline figures alone, and the figures
+we save are never shown or kept in pyplot's list of open figures.
+"""
 
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 ONE_COLUMN = 3.5   # inches (a typical single column)
 TWO_COLUMN = 7.0   # inches (full width)
@@ -31,6 +34,6 @@ SAVE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDa
                  "svg": {"Date": None, "Creator": None}}
 
 
-def new_figure(width: float = TWO_COLUMN, height: float = 2.4):
-    with plt.rc_context(RC):
-        return plt.figure(figsize=(width, height))
+def new_figure(width: float = TWO_COLUMN, height: float = 2.4) -> Figure:
+    with matplotlib.rc_context(RC):
+        return Figure(figsize=(width, height))

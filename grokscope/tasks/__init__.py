@@ -35,4 +35,9 @@ def build_task(config: RunConfig) -> Task:
     raise UsageError(f"unknown task.name {t.name!r}; choose one of {', '.join(TASKS)}")
 
 
-__all__ = ["OPS", "TASKS", "Task", "build_task", "shuffled_split"]
+def task_targets(task):
+    """The fixed target vector of each class (Liu et al.'s toy tasks, `train.loss=target_mse`), or None."""
+    return task.info.get("targets") if hasattr(task, "info") else None
+
+
+__all__ = ["OPS", "TASKS", "Task", "build_task", "shuffled_split", "task_targets"]

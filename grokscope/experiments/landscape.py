@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from grokscope.config import RunConfig
+from grokscope.console import Progress
 from grokscope.errors import UsageError
-from grokscope.progress import Progress
+from grokscope.measures.landscape import landscape_summary
 from grokscope.store import atomic_write_json, load_run
-from grokscope.tables import Table, read_table, write_table
+from grokscope.specs import FigureSpec, Panel
+from grokscope.tables import Table, landscape_table_path, write_table
 
-TRAIN_FIT = 0.01  # the "L": best train loss below this fraction of the largest best train loss
 
 
 def parse_scales(text: str) -> list[float]:
@@ -56,17 +57,10 @@ def scale_config(config: RunConfig, scale: float) -> RunConfig:
 
 
 def _train_point(args: tuple[dict, str]) -> str:
-    from grokscope.train import train
+    from grokscope.training import ensure_trained
 
     config_dict, path = args
-    config = RunConfig.from_dict(config_dict)
-    path = Path(path)
-    if (path / "run.json").exists():
-        run = load_run(path)
-        if run.status == "complete":
-            return str(path)
-        return str(train(run.config, path, resume=True, progress=False).path)
-    return str(train(config, path, progress=False).path)
+    return str(ensure_trained(RunConfig.from_dict(config_dict), path).path)
 
 
 def landscape(config: RunConfig, scales: list[float], out: str | os.PathLike, *, jobs: int = 2,
@@ -86,14 +80,12 @@ def landscape(config: RunConfig, scales: list[float], out: str | os.PathLike, *,
             bar.update(i, force=True)
     bar.close()
     table = collect(out, scales)
-    write_table(out / "landscape.csv", table)
+    write_table(landscape_table_path(out), table)
     summary = landscape_summary(table)
     atomic_write_json(out / "landscape.json", {**summary, "preset": config.name, "scales": scales})
-    from grokscope.report.figures import figure, save_figure
+    from grokscope.report.figures import draw_figure, save_figure
 
-    fig = figure(height=2.6)
-    plot_landscape(table, fig, summary)
-    save_figure(fig, out / "landscape")
+    save_figure(draw_figure(landscape_figure(summary), table), out / "landscape")
     return table
 
 
@@ -114,39 +106,11 @@ def collect(out: Path, scales: list[float]) -> Table:
     return {k: np.array(v, dtype=np.float64) for k, v in rows.items()}
 
 
-def landscape_summary(table: Table) -> dict:
-    train = table["best_train_loss"]
-    fit = np.nonzero(train <= TRAIN_FIT * np.nanmax(train))[0]
-    best = int(np.nanargmin(table["best_test_loss"]))
-    return {
-        "train_fit_rule": f"best train loss <= {TRAIN_FIT:g} x the largest best train loss",
-        "threshold_scale": float(table["scale"][fit[0]]) if fit.size else None,
-        "threshold_norm": float(table["norm"][fit[0]]) if fit.size else None,
-        "test_min_scale": float(table["scale"][best]),
-        "test_min_norm": float(table["norm"][best]),
-        "test_min_loss": float(table["best_test_loss"][best]),
-    }
+def landscape_figure(summary: dict) -> FigureSpec:
+    """Best train and test loss against the norm, the L's threshold and the U's minimum marked."""
+    from grokscope.probes.lu import landscape_marks
 
-
-def read_landscape(path: str | os.PathLike) -> Table:
-    path = Path(path)
-    csv = path / "landscape.csv" if path.is_dir() else path
-    if not csv.exists():
-        raise UsageError(f"{csv} does not exist; make it with `grokscope landscape --preset ... --out {path}`")
-    return read_table(csv)
-
-
-def plot_landscape(table: Table, fig, summary: dict | None = None) -> None:
-    ax = fig.add_subplot(1, 1, 1) if not fig.axes else fig.axes[0]
-    ax.plot(table["norm"], table["best_train_loss"], "o-", label="train loss (best)")
-    ax.plot(table["norm"], table["best_test_loss"], "s-", label="test loss (best)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("weight norm")
-    ax.set_ylabel("loss")
-    summary = summary or landscape_summary(table)
-    if summary.get("threshold_norm"):
-        ax.axvline(summary["threshold_norm"], color="#555555", ls=":", lw=0.8, label="train fits above")
-    ax.axvline(summary["test_min_norm"], color="#555555", ls="--", lw=0.8, label="test-loss minimum")
-    ax.set_title("loss against weight norm (Omnigrok's L and U)")
-    ax.legend(frameon=False)
+    return FigureSpec("landscape", panels=(Panel(
+        x="norm", columns=("best_train_loss", "best_test_loss"), xlabel="weight norm", ylabel="loss",
+        logx=True, logy=True, marks=landscape_marks(summary),
+        title="loss against weight norm (Omnigrok's L and U)"),))

@@ -37,13 +37,14 @@ def param_groups(config: RunConfig, model: nn.Module) -> list[dict[str, Any]]:
     else one group. `lr_scale` is the group's learning rate over `optim.lr`."""
     o = config.optim
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    split = o.embed_lr > 0 or o.embed_weight_decay >= 0
+    split = o.embed_lr is not None or o.embed_weight_decay is not None
     embed = [p for n, p in named if split and n.startswith("embed.")]
     rest = [p for n, p in named if not (split and n.startswith("embed."))]
     groups = [{"params": rest, "weight_decay": o.weight_decay, "lr_scale": 1.0}]
     if embed:
-        groups.insert(0, {"params": embed, "lr_scale": (o.embed_lr / o.lr if o.embed_lr > 0 else 1.0),
-                          "weight_decay": (o.embed_weight_decay if o.embed_weight_decay >= 0
+        groups.insert(0, {"params": embed,
+                          "lr_scale": o.embed_lr / o.lr if o.embed_lr is not None else 1.0,
+                          "weight_decay": (o.embed_weight_decay if o.embed_weight_decay is not None
                                            else o.weight_decay)})
     return [g for g in groups if g["params"]]
 

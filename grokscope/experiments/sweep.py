@@ -9,7 +9,7 @@
 
 Run names are deterministic (`<preset>_<key><value>..._s<seed>`), so re-running the same command
 skips complete runs and resumes interrupted ones. Work is cut into units: a unit is one run, or a
-group of compatible runs trained stacked (`grokscope.vectorized`). Units go to local processes
+group of compatible runs trained stacked (`training.stacked`). Units go to local processes
 (default: both cores) or to a Ray cluster (`executor="ray"`); the same run directories come out.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import multiprocessing
 import os
 import sys
@@ -30,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from grokscope.config import RunConfig, load_preset, valid_keys, with_overrides
+from grokscope.console import Progress
 from grokscope.errors import UsageError
-from grokscope.progress import Progress
-from grokscope.store import atomic_write_json, read_json
-from grokscope.train import TrainingInterrupted
+from grokscope.store import Run, RunWriter, atomic_write_json, read_json, run_status, stored_config
+from grokscope.training import TrainingInterrupted
 
 EXECUTORS = ("local", "ray")
 VECTORIZE = ("auto", "always", "never")
@@ -149,20 +148,20 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
     started it, in the same stacked group (so it ends bit-identical to an uninterrupted sweep).
     Fresh runs are stacked (when `vectorize` allows and it pays) in up to `jobs` groups of at
     least two, so every worker gets one; the rest train alone."""
-    from grokscope.vectorized import choose_vectorized, compatible_key
+    from grokscope.training.stacked import choose_vectorized, compatible_key
 
     for p in points:
         _check_same_config(run_dir / p.name, p.config)
-    pending = [p for p in points if _status(run_dir / p.name) != "complete"]
+    pending = [p for p in points if run_status(run_dir / p.name) != "complete"]
     unit = lambda members, stacked: {"vectorized": stacked and len(members) > 1, "runs": [
         (m.config.to_dict(), str(run_dir / m.name)) for m in members]}
     units, fresh = [], []
     resumed: dict[tuple, list[Point]] = {}
     for p in pending:
-        if _resume_step(run_dir / p.name) == 0:
+        if RunWriter(run_dir / p.name).resume_step() == 0:
             fresh.append(p)
         else:
-            group = tuple(read_json(run_dir / p.name / "run.json").get("stacked_with") or (p.name,))
+            group = tuple(Run(run_dir / p.name).info.get("stacked_with") or (p.name,))
             resumed.setdefault(group, []).append(p)
     units += [unit(members, True) for members in resumed.values()]
     groups: dict[str | None, list[Point]] = {}
@@ -183,42 +182,23 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
 def _check_same_config(path: Path, config: RunConfig) -> None:
     """A run directory of this sweep must hold the point's config: re-running a sweep with other
     `--set` values under the same `--out` would otherwise reuse runs trained differently."""
-    try:
-        stored = read_json(path / "run.json").get("config")
-    except (FileNotFoundError, ValueError, OSError):
+    stored = stored_config(path)
+    if stored is None or stored == config:
         return
-    if stored is None or stored == config.to_dict():
-        return
-    new = config.to_dict()
-    diffs = [f"{section}.{key}: {stored.get(section, {}).get(key)!r} there, {value!r} now"
+    old, new = stored.to_dict(), config.to_dict()
+    diffs = [f"{section}.{key}: {old.get(section, {}).get(key)!r} there, {value!r} now"
              for section, values in new.items() if isinstance(values, dict)
-             for key, value in values.items() if stored.get(section, {}).get(key) != value]
+             for key, value in values.items() if old.get(section, {}).get(key) != value]
     raise UsageError(f"{path} was trained with another config ({'; '.join(diffs[:2]) or 'name'}); "
                      "use another --out for this sweep or delete that run")
-
-
-def _status(path: Path) -> str | None:
-    try:
-        return read_json(path / "run.json").get("status")
-    except (FileNotFoundError, ValueError, OSError):
-        return None
-
-
-def _resume_step(path: Path) -> int:
-    from grokscope.store import load_tensors
-
-    state = path / "resume" / "state.safetensors"
-    if not state.exists():
-        return 0
-    return int(load_tensors(state)[1]["step"])
 
 
 def run_unit(unit: dict, threads: int = 1) -> list[str]:
     """Train one unit (in a worker process or a Ray task); returns its run directories."""
     import torch
 
-    from grokscope.train import train
-    from grokscope.vectorized import train_many
+    from grokscope.training import ensure_trained
+    from grokscope.training.stacked import train_many
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -229,10 +209,7 @@ def run_unit(unit: dict, threads: int = 1) -> list[str]:
         train_many(configs, paths, status_file=Path(status) if status else None)
     else:
         for config, path in zip(configs, paths):
-            status = _status(path)
-            if status == "complete":
-                continue
-            train(config, path, resume=status is not None, progress=False)
+            ensure_trained(config, path)
     return [str(p) for p in paths]
 
 
@@ -346,9 +323,11 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
     if progress and units:
         print(f"sweep: trained {len(points) - n_done} runs in {time.perf_counter() - t0:.1f} s",
               file=sys.stderr)
-    from grokscope.phase_diagram import write_sweep_outputs
+    from grokscope.experiments.phase_table import write_phase_tables
+    from grokscope.report.sweep import write_sweep_report
 
-    write_sweep_outputs(out, points, axes, lag=lag, threshold=threshold)
+    table, cell_rows = write_phase_tables(out, points, [a.key for a in axes], threshold=threshold, lag=lag)
+    write_sweep_report(out, spec, points, axes, table, cell_rows, lag=lag, threshold=threshold)
     return out
 
 
@@ -361,10 +340,6 @@ def _print_plan(points: list[Point], units: list[dict], run_dir: Path, out: Path
     n_done = len(points) - len(how)
     print(f"{out}: {len(points)} runs, {n_done} complete, {len(how)} to train in {len(units)} units")
     for p in points:
-        state = _status(run_dir / p.name)
+        state = run_status(run_dir / p.name)
         todo = how.get(p.name)
         print(f"  {p.name:60s} {state or 'new':12s} {todo or '-'}")
-
-
-def load_spec(out: Path) -> dict:
-    return json.loads((out / "sweep.json").read_text())

@@ -1,9 +1,9 @@
-"""Training losses and accuracy, shared by the trainer, the vectorized trainer and the probes.
+"""Losses and accuracy as pure functions, shared by both trainers and the probes.
 
 - `cross_entropy`: classification.
 - `mse`: mean squared error to one-hot targets, mean over every entry (Omnigrok; Kumar et al.).
 - `target_mse`: mean squared error to a fixed random target vector per class, prediction = the
-  nearest target (Liu et al. 2022's toy model); the task holds the targets (`task.targets`).
+  nearest target (Liu et al. 2022's toy model); the task holds the targets (`tasks.task_targets`).
 - real-valued labels (regression tasks): mean squared error, accuracy NaN.
 """
 
@@ -14,10 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 LOSSES = ("cross_entropy", "mse", "target_mse")
-
-
-def task_targets(task) -> Tensor | None:
-    return task.info.get("targets") if hasattr(task, "info") else None
 
 
 def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,

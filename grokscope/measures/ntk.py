@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,6 +35,31 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 Output = str | int | Tensor
+
+
+class CommitteeModel(Protocol):
+    """What `committee_ntk` needs of a committee machine f(x) = alpha/N sum_i phi(w_i . x):
+    `blocks[0].mlp.W_in` (D, N), `phi_prime`, `alpha`, `width`; `ntk_method = "closed_form"`."""
+
+    alpha: float
+    width: int
+    ntk_method: str
+
+    def phi_prime(self, h: Tensor) -> Tensor: ...
+
+
+class LayerwiseMLP(Protocol):
+    """What the layer-wise NTK needs of an MLP: `blocks[i].mlp` with `W_in`, `b_in` (or None) and an
+    elementwise `act`; `unembed.W_U`, `unembed.b_U`; `n_operands`, `d_input` (> 0: real inputs),
+    `d_embed` (> 0: `embed.W_E`, else `one_hot(operands)`), `alpha`; `ntk_method = "layerwise"`."""
+
+    alpha: float
+    n_operands: int
+    d_input: int
+    d_embed: int
+    ntk_method: str
+
+    def one_hot(self, operands: Tensor) -> Tensor: ...
 
 
 def random_projections(n_classes: int, m: int = 4, seed: int = 0) -> Tensor:
@@ -86,17 +112,14 @@ def empirical_ntk(model: nn.Module, inputs: Tensor, output: Output = "trace", *,
                   method: str = "auto", memory_mb: float = 1024.0) -> Tensor:
     """The (n, n2) empirical NTK between `inputs` and `inputs2` (default: `inputs`).
 
-    `method`: "auto" (the committee machine's closed form, the MLP's layer-wise form, else
-    "jacobian"), "closed_form", "layerwise" or "jacobian". `dtype=None` keeps the model's dtype; float64 (the
-    default) works on a copy. `memory_mb` bounds the Jacobian blocks held at once.
+    `method`: "auto" (what the model's `ntk_method` attribute names: "closed_form" for a
+    `CommitteeModel`, "layerwise" for a `LayerwiseMLP`; else "jacobian"), "closed_form",
+    "layerwise" or "jacobian". `dtype=None` keeps the model's dtype; float64 (the default) works
+    on a copy. `memory_mb` bounds the Jacobian blocks held at once.
     """
     model = _prepare(model, dtype)
-    from grokscope.models.committee import Committee
-    from grokscope.models.mlp import MLP
-
     if method == "auto":
-        method = ("closed_form" if isinstance(model, Committee) else
-                  "layerwise" if isinstance(model, MLP) else "jacobian")
+        method = getattr(model, "ntk_method", "jacobian")
     if method == "closed_form":
         return committee_ntk(model, inputs, inputs2)
     if method == "layerwise":
@@ -326,3 +349,67 @@ def ntk_reference(model: nn.Module, inputs: Tensor, output: Output = "trace", *,
     n_out = len(rows) // len(inputs)
     J = torch.stack(rows).view(len(inputs), n_out, -1)
     return torch.einsum("aop,bop->ab", J, J)
+
+
+# ---------------------------------------------------------------- alignment along training
+
+def _targets(y: Tensor, n_classes: int | None) -> Tensor:
+    """Labels -> a float64 target matrix: one-hot for classes, the values for regression."""
+    if y.is_floating_point():
+        return y.to(torch.float64).reshape(len(y), -1)
+    return torch.nn.functional.one_hot(y, n_classes).to(torch.float64)
+
+
+def kernel_regression(K_train: Tensor, K_cross: Tensor, Y: Tensor, ridge: float = 1e-6) -> Tensor:
+    """The lazy (kernel-regime) predictor: ridge regression on the centered train targets with
+    kernel K, ridge relative to the mean diagonal. K_cross (n_test, n_train) -> (n_test, outputs)."""
+    mean = Y.mean(0)
+    lam = ridge * float(torch.diagonal(K_train).mean())
+    coef = torch.linalg.solve(K_train + lam * torch.eye(len(K_train), dtype=K_train.dtype), Y - mean)
+    return K_cross @ coef + mean
+
+
+def alignment_statistics(K: Tensor, n_train: int, y_train: Tensor, y_test: Tensor,
+                         n_classes: int | None, K0: Tensor | None = None,
+                         ridge: float = 1e-6) -> dict[str, float]:
+    """What Kumar et al. 2024 track of the NTK K on [train; test] points (K0: at initialization):
+
+    - alignment_train / alignment_test: centered kernel-target alignment (`kernel_alignment`);
+    - target_power_top{1,10,100}: the share of the centered train targets in the top 1/10/100
+      eigenvectors of the centered train kernel;
+    - kernel_distance: 1 - the kernel-kernel alignment of K and K0 (0: the kernel has not moved);
+    - kernel_regression_test_loss / _acc: the lazy baseline, kernel regression with K.
+    """
+    from grokscope.measures.similarity import (SimilarityError, center_kernel, kernel_alignment,
+                                               kernel_kernel_alignment)
+
+    K_tr, K_te, K_cross = K[:n_train, :n_train], K[n_train:, n_train:], K[n_train:, :n_train]
+    regression = y_train.is_floating_point()
+    out: dict[str, float] = {}
+    for name, Ks, ys in (("train", K_tr, y_train), ("test", K_te, y_test)):
+        try:
+            out[f"alignment_{name}"] = kernel_alignment(Ks, ys, None if regression else n_classes)
+        except SimilarityError:
+            out[f"alignment_{name}"] = float("nan")
+    Y = _targets(y_train, n_classes)
+    Yc = Y - Y.mean(0)
+    _, vecs = torch.linalg.eigh(center_kernel(K_tr))
+    power = (vecs.flip(1).T @ Yc).pow(2).sum(1)
+    total = float(Yc.pow(2).sum()) or 1.0
+    for k in (1, 10, 100):
+        out[f"target_power_top{k}"] = float(power[:k].sum()) / total
+    try:
+        out["kernel_distance"] = 1.0 - kernel_kernel_alignment(K, K if K0 is None else K0)
+    except SimilarityError:
+        out["kernel_distance"] = float("nan")
+    pred = kernel_regression(K_tr, K_cross, Y, ridge)
+    out["kernel_regression_test_loss"] = float((pred - _targets(y_test, n_classes)).pow(2).mean())
+    if not regression:
+        out["kernel_regression_test_acc"] = float((pred.argmax(1) == y_test).double().mean())
+    return out
+
+
+def param_movement(theta: Tensor, theta0: Tensor) -> float:
+    """|theta - theta0| / |theta0|: how far the parameters moved from initialization."""
+    theta, theta0 = theta.to(torch.float64), theta0.to(torch.float64)
+    return float((theta - theta0).norm() / theta0.norm())

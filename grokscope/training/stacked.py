@@ -2,7 +2,8 @@
 `torch.func.vmap` of `grad(functional_call(model))` per step, and AdamW/Adam written for stacked
 tensors with per-model learning rates and weight decays.
 
-`train_many(configs, outs)` writes exactly what `train(config, out)` writes for each config (the
+`train_many(configs, outs)` runs the one loop skeleton (`training.loop.run_loop`) with a
+`StackedStepper` and writes exactly what `train(config, out)` writes for each config (the
 run-directory contract, the same resume-state format, so a run started here can be finished by
 the plain trainer and the other way round). Results equal separate training to float rounding
 (the tests compare both). What may differ between the runs of one group: `train.seed`,
@@ -18,26 +19,19 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
 from grokscope.config import RunConfig
-from grokscope.losses import loss_and_accuracy, task_targets
 from grokscope.models import build_model
-from grokscope.optim import base_lr, lr_at
-from grokscope.schedule import checkpoint_schedule
-from grokscope.store import (METRIC_COLUMNS, Run, atomic_write_json, checkpoint_name,
-                             read_json, save_tensors, transition_steps)
-from grokscope.tasks import build_task
-from grokscope.train import (DTYPES, TrainingInterrupted, _flush, default_out, resume_due, setup_run,
-                             summary_line, threading_main)
+from grokscope.store import Run, run_status, stored_config
+from grokscope.tasks import build_task, task_targets
+from grokscope.training.loop import DTYPES, RunState, default_out, run_loop, setup_run
+from grokscope.measures.losses import loss_and_accuracy
+from grokscope.training.optim import base_lr
 
 VARYING = {("train", "seed"), ("task", "split_seed"), ("optim", "lr"), ("optim", "weight_decay"),
            ("optim", "embed_lr"), ("optim", "embed_weight_decay")}
@@ -48,7 +42,7 @@ def compatible_key(config: RunConfig) -> str | None:
     """Runs with equal keys can be trained as one stacked group; None: this run cannot be."""
     t, o = config.train, config.optim
     if (config.model.name not in MODELS or o.name not in ("adamw", "adam") or o.grokfast != "none"
-            or t.fixed_norm > 0 or t.batch_size != 0):
+            or t.fixed_norm is not None or t.batch_size != 0):
         return None
     d = config.to_dict()
     d.pop("name"), d.pop("description")
@@ -68,36 +62,33 @@ def flops_per_step(config: RunConfig, n_params: int, n_train: int) -> float:
 AUTO_MAX_FLOPS = 1e8
 
 
-class _Group:
-    """The stacked state of M runs."""
+class StackedStepper:
+    """The stacked state of M runs, and the varying part of the loop for them."""
 
     def __init__(self, configs: list[RunConfig], outs: list[Path], device: str):
         self.configs, self.outs, self.device = configs, outs, device
-        self.tasks, self.states, self.infos, self.rows = [], [], [], []
+        self.config = configs[0]
+        self.runs: list[RunState] = []
         for config, out in zip(configs, outs):
-            resume = (out / "run.json").exists()
+            resume = run_status(out) is not None
             if resume:
-                config = RunConfig.from_dict(read_json(out / "run.json")["config"])
-            task, st, rows, info, _ = setup_run(
-                config, out, resume=resume, device=device,
-                info_extra={"trainer": f"vectorized ({len(configs)} models)",
-                            "stacked_with": [o.name for o in outs]})
-            self.tasks.append(task)
-            self.states.append(st)
-            self.infos.append(info)
-            self.rows.append(rows)
-        steps = {st.step for st in self.states}
+                config = stored_config(out)
+            self.runs.append(setup_run(config, out, resume=resume, device=device,
+                                       info_extra={"trainer": f"vectorized ({len(configs)} models)",
+                                                   "stacked_with": [o.name for o in outs]}))
+        self.tasks = [st.task for st in self.runs]
+        steps = {st.step for st in self.runs}
         if len(steps) != 1:
             raise ValueError(f"runs of one vectorized group are at different steps {sorted(steps)}")
         self.step = steps.pop()
-        self.schedule = checkpoint_schedule(configs[0].train.steps, configs[0].checkpoint)
+        self.resume_hint = "run the same command again to continue"
         self._stack()
 
     def _stack(self) -> None:
-        model0 = self.states[0].model
+        model0 = self.runs[0].model
         self.names = [n for n, p in model0.named_parameters() if p.requires_grad]
         self.buffer_names = [n for n, _ in model0.named_buffers()]
-        models = [st.model for st in self.states]
+        models = [st.model for st in self.runs]
         self.params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).clone()
                        for n in self.names}
         self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]) for n in self.buffer_names}
@@ -108,7 +99,7 @@ class _Group:
         self.lr = {n: torch.zeros(M, dtype=torch.float64) for n in self.names}
         self.wd = {n: torch.zeros(M, dtype=torch.float64) for n in self.names}
         self.opt_steps = 0
-        for k, (st, config) in enumerate(zip(self.states, self.configs)):
+        for k, (st, config) in enumerate(zip(self.runs, self.configs)):
             name_of = {id(p): n for n, p in st.model.named_parameters()}
             for group in st.optimizer.param_groups:
                 for p in group["params"]:
@@ -142,7 +133,7 @@ class _Group:
         self.targets = stack(targets) if targets[0] is not None else torch.zeros(M, 1)
 
     @torch.no_grad()
-    def update(self, grads: dict[str, Tensor], factor: float) -> None:
+    def apply_update(self, grads: dict[str, Tensor], factor: float) -> None:
         """One AdamW (decoupled decay) or Adam (L2 added to the gradient) step for every model,
         written as torch.optim's single-tensor implementation does it."""
         self.opt_steps += 1
@@ -175,9 +166,37 @@ class _Group:
         keys = self.model.state_dict().keys()
         return {n: out[n].clone() for n in keys}
 
+    def forward(self) -> None:
+        self.grads, (self.loss, self.acc) = self.grad_fn(self.params, self.buffers, self.train_x,
+                                                         self.train_y, self.targets)
+
+    def _factor(self, lr: float) -> float:
+        base = base_lr(self.config)
+        return lr / base if base > 0 else 0.0
+
+    def log(self, lr: float) -> str:
+        steps = self.config.train.steps
+        factor = self._factor(lr)
+        with torch.no_grad():
+            test_loss, test_acc = self.eval_fn(self.params, self.buffers, self.test_x, self.test_y,
+                                               self.targets)
+        cols = zip(self.loss.tolist(), self.acc.tolist(), test_loss.tolist(), test_acc.tolist(),
+                   self.weight_norms(), (base_lr(c) * factor if self.step < steps else 0.0
+                                         for c in self.configs))
+        for st, col in zip(self.runs, cols):
+            st.writer.append((self.step, *col))
+        return f"{len(self.runs)} runs"
+
+    def checkpoint(self) -> None:
+        for k, st in enumerate(self.runs):
+            st.writer.save_checkpoint(self.step, self.state_dict(k))
+
+    def update(self, lr: float) -> None:
+        self.apply_update(self.grads, self._factor(lr))
+
     def flush(self) -> None:
         """Write every run's metrics and resume state in the plain trainer's format."""
-        for k, (st, out) in enumerate(zip(self.states, self.outs)):
+        for k, st in enumerate(self.runs):
             with torch.no_grad():
                 st.model.load_state_dict(self.state_dict(k))
             opt = st.optimizer
@@ -196,7 +215,7 @@ class _Group:
                 groups.append({**{a: b for a, b in group.items() if a != "params"}, "params": ids})
             opt.load_state_dict({"state": state, "param_groups": groups})
             st.step = self.step
-            _flush(out, self.rows[k], st)
+            st.flush()
 
 
 def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *,
@@ -206,90 +225,16 @@ def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *
     receives {"step", "steps"} every few seconds (how a sweep shows progress inside a group)."""
     outs = [Path(o) if o is not None else default_out(c)
             for c, o in zip(configs, outs or [None] * len(configs))]
-    pending = [(c, o) for c, o in zip(configs, outs)
-               if not ((o / "run.json").exists() and read_json(o / "run.json").get("status") == "complete")]
+    pending = [(c, o) for c, o in zip(configs, outs) if run_status(o) != "complete"]
     if pending:
-        keys = {compatible_key(c if not (o / "run.json").exists()
-                               else RunConfig.from_dict(read_json(o / "run.json")["config"]))
-                for c, o in pending}
+        keys = {compatible_key(stored_config(o) or c) for c, o in pending}
         if len(keys) != 1 or None in keys:
             raise ValueError("train_many needs runs that differ only in seeds, learning rates and "
                              "weight decays, trained full batch without Grokfast or a fixed norm")
-        _train_group(_Group([c for c, _ in pending], [o for _, o in pending], device), progress,
-                     status_file)
+        stepper = StackedStepper([c for c, _ in pending], [o for _, o in pending], device)
+        run_loop(stepper, progress=progress, label=f"step ({len(pending)} runs)", adaptive_flush=True,
+                 status_file=status_file)
     return [Run(o) for o in outs]
-
-
-def _train_group(g: _Group, show_progress: bool, status_file: Path | None = None) -> None:
-    from grokscope.progress import Progress
-
-    config = g.configs[0]
-    steps, log_every = config.train.steps, config.train.log_every
-    to_checkpoint = set(g.schedule)
-    interrupted: list[int] = []
-    handlers = {}
-    if threading_main():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
-    bar = Progress(steps, start=g.step, enabled=show_progress, label=f"step ({len(g.configs)} runs)")
-    last_resume = last_status = time.perf_counter()
-    flush_seconds = 0.0
-    t_start = time.perf_counter()
-    base = base_lr(config)
-    try:
-        for s in range(g.step, steps + 1):
-            g.step = s
-            if interrupted:
-                g.flush()
-                for info, out in zip(g.infos, g.outs):
-                    info["status"] = "interrupted"
-                    atomic_write_json(out / "run.json", info)
-                raise TrainingInterrupted(f"interrupted at step {s:,}; run the same command again "
-                                          "to continue")
-            # a group's flush writes every run: keep it under ~5% of the time
-            if s > 0 and resume_due(s in to_checkpoint, time.perf_counter() - last_resume,
-                                    max(config.checkpoint.resume_seconds, 20 * flush_seconds)):
-                t_flush = time.perf_counter()
-                g.flush()
-                last_resume = time.perf_counter()
-                flush_seconds = last_resume - t_flush
-            grads, (loss, acc) = g.grad_fn(g.params, g.buffers, g.train_x, g.train_y, g.targets)
-            factor = lr_at(config, s) / base if base > 0 else 0.0
-            if s % log_every == 0 or s == steps:
-                with torch.no_grad():
-                    test_loss, test_acc = g.eval_fn(g.params, g.buffers, g.test_x, g.test_y, g.targets)
-                norms = g.weight_norms()
-                cols = zip(loss.tolist(), acc.tolist(), test_loss.tolist(), test_acc.tolist(), norms,
-                           (base_lr(c) * factor if s < steps else 0.0 for c in g.configs))
-                for rows, col in zip(g.rows, cols):
-                    rows.append((s, *col))
-                bar.update(s, f"{len(g.configs)} runs")
-                if status_file is not None and time.perf_counter() - last_status > 2.0:
-                    atomic_write_json(status_file, {"step": s, "steps": steps})
-                    last_status = time.perf_counter()
-            if s in to_checkpoint:
-                for k, out in enumerate(g.outs):
-                    save_tensors(out / "checkpoints" / checkpoint_name(s), g.state_dict(k),
-                                 {"step": str(s), "format": "grokscope"})
-            if s == steps:
-                break
-            g.update(grads, factor)
-    finally:
-        bar.close()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-    g.step = steps
-    g.flush()
-    elapsed = time.perf_counter() - t_start
-    for k, (info, out) in enumerate(zip(g.infos, g.outs)):
-        rows = g.rows[k]
-        memorized, generalized = transition_steps(dict(zip(METRIC_COLUMNS, map(np.array, zip(*rows)))))
-        info.update(status="complete", memorization_step=memorized, generalization_step=generalized,
-                    train_seconds=round(elapsed / len(g.outs), 3), group_seconds=round(elapsed, 3))
-        atomic_write_json(out / "run.json", info)
-        if show_progress:
-            print(summary_line(out, memorized, generalized, elapsed, g.tasks[k].is_regression),
-                  file=sys.stderr)
 
 
 def choose_vectorized(configs: list[RunConfig], task_sizes: tuple[int, int] | None = None) -> bool:
@@ -307,4 +252,4 @@ def choose_vectorized(configs: list[RunConfig], task_sizes: tuple[int, int] | No
     return flops_per_step(config, n_params, len(task.train_indices)) <= AUTO_MAX_FLOPS
 
 
-__all__ = ["AUTO_MAX_FLOPS", "choose_vectorized", "compatible_key", "train_many"]
+__all__ = ["AUTO_MAX_FLOPS", "StackedStepper", "choose_vectorized", "compatible_key", "train_many"]

@@ -1,12 +1,6 @@
-"""Liu et al. 2022's four learning phases, phase diagrams and steps-to-generalize maps of a sweep.
-
-A run is classified from its metrics (their criteria, thresholds configurable):
-
-- train step: the first step with train accuracy >= threshold (0.9); test step likewise;
-- comprehension: both reached and the test step lags the train step by at most `lag` (1,000);
-- grokking: both reached and the lag is larger than `lag`;
-- memorization: train reached, test not, within the step budget;
-- confusion: train not reached (whatever the test accuracy).
+"""A sweep's figures and report: the phase diagram, steps to generalize, test-accuracy curves,
+report.md/html. Drawn from the tables `experiments.phase_table` computes (phases.csv,
+phase_diagram.csv) and the runs' metrics.
 """
 
 from __future__ import annotations
@@ -17,88 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from grokscope.store import atomic_write_text, read_json
+from grokscope.measures.transitions import LIU_PHASES as PHASES
+from grokscope.store import Run, atomic_write_text
 
-PHASES = ("comprehension", "grokking", "memorization", "confusion")
 COLORS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
           "confusion": "#9e9e9e", "": "#ffffff"}
-
-
-def first_step(steps: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-    hit = np.flatnonzero(values >= threshold - 1e-9)
-    return int(steps[hit[0]]) if len(hit) else None
-
-
-def classify_phase(steps, train_acc, test_acc, *, threshold: float = 0.9,
-                   lag: int = 1000) -> tuple[str, int | None, int | None]:
-    """(phase, train step, test step) of one run's accuracy curves."""
-    steps, train_acc, test_acc = map(np.asarray, (steps, train_acc, test_acc))
-    t_train = first_step(steps, train_acc, threshold)
-    t_test = first_step(steps, test_acc, threshold)
-    if t_train is None:
-        return "confusion", None, t_test
-    if t_test is None:
-        return "memorization", t_train, None
-    return ("grokking" if t_test - t_train > lag else "comprehension"), t_train, t_test
-
-
-def phase_table(run_dir: Path, points, *, threshold: float = 0.9, lag: int = 1000) -> dict[str, np.ndarray]:
-    """One row per sweep point: name, preset, coordinates, seed, status, the two steps, the lag,
-    final accuracies and the phase ("" for runs without metrics)."""
-    from grokscope.store import Run
-
-    rows = []
-    for p in points:
-        path = run_dir / p.name
-        row: dict[str, Any] = {"name": p.name, "preset": p.preset, **p.coords, "seed": p.seed}
-        try:
-            run = Run(path)
-            status, m = run.status, run.metrics
-        except (FileNotFoundError, ValueError, OSError):
-            status, m = "missing", None
-        row["status"] = status
-        if m is not None and len(m["step"]) and not np.all(np.isnan(m["train_acc"])):
-            phase, t_train, t_test = classify_phase(m["step"], m["train_acc"], m["test_acc"],
-                                                    threshold=threshold, lag=lag)
-            if status != "complete" and phase in ("memorization", "confusion"):
-                phase = ""  # not decided before the step budget is spent
-            row.update(train_step=t_train, test_step=t_test,
-                       lag=(t_test - t_train) if t_train is not None and t_test is not None else None,
-                       final_train_acc=float(m["train_acc"][-1]), final_test_acc=float(m["test_acc"][-1]),
-                       phase=phase)
-        else:
-            row.update(train_step=None, test_step=None, lag=None, final_train_acc=None,
-                       final_test_acc=None, phase="")
-        rows.append(row)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    table = {}
-    for c in columns:
-        values = [r.get(c) for r in rows]
-        if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            table[c] = np.array([np.nan if v is None else float(v) for v in values])
-        else:
-            table[c] = np.array(["" if v is None else str(v) for v in values], dtype=object)
-    return table
-
-
-def cells(table: dict[str, np.ndarray], keys: list[str]) -> list[dict[str, Any]]:
-    """Aggregate over seeds: per grid cell the majority phase (ties: the order of PHASES), the
-    count of each phase, and the mean steps to generalize over runs that generalized."""
-    groups: dict[tuple, list[int]] = {}
-    for i in range(len(table["name"])):
-        groups.setdefault(tuple(table[k][i] for k in ["preset", *keys]), []).append(i)
-    out = []
-    for coords, idx in groups.items():
-        phases = [table["phase"][i] for i in idx if table["phase"][i]]
-        counts = Counter(phases)
-        majority = max(PHASES, key=lambda ph: (counts[ph], -PHASES.index(ph))) if phases else ""
-        test_steps = table["test_step"][idx]
-        done = test_steps[np.isfinite(test_steps)]
-        out.append({"preset": coords[0], **dict(zip(keys, coords[1:])), "phase": majority,
-                    **{f"n_{ph}": counts[ph] for ph in PHASES}, "runs": len(idx),
-                    "mean_test_step": float(done.mean()) if len(done) else float("nan"),
-                    "generalized": len(done)})
-    return out
 
 
 def _grid(cell_rows, keys, x_key, y_key):
@@ -164,9 +81,7 @@ def _axis_label(key: str | None, scale: dict[str, str]) -> str:
 
 def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
     """Test accuracy against step for every run, one panel per preset, one colour per grid cell."""
-    import matplotlib.pyplot as plt
-
-    from grokscope.store import Run
+    import matplotlib
 
     presets = list(dict.fromkeys(p.preset for p in points))
     axs = fig.subplots(1, len(presets), squeeze=False, sharey=True)[0]
@@ -175,7 +90,7 @@ def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
         labels = list(dict.fromkeys(", ".join(f"{k.split('.')[-1]}={p.coords[k]:.3g}" if isinstance(p.coords[k], float)
                                               else f"{k.split('.')[-1]}={p.coords[k]}" for k in keys) or preset
                                     for p in mine))
-        colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(len(labels), 1)))
+        colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(len(labels), 1)))
         seen = set()
         for p in mine:
             try:
@@ -198,18 +113,13 @@ def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
                        fontsize=6)
 
 
-def write_sweep_outputs(out: Path, points, axes, *, lag: int = 1000, threshold: float = 0.9) -> None:
+def write_sweep_report(out: Path, spec: dict, points, axes, table, cell_rows, *, lag: int,
+                       threshold: float) -> None:
+    """The sweep's figures and report.md/html from its phase table and cells."""
     from grokscope.report.figures import figure, save_figure
-    from grokscope.tables import write_table
 
     keys = [a.key for a in axes]
     scale = {a.key: a.scale for a in axes}
-    run_dir = out / "runs"
-    table = phase_table(run_dir, points, threshold=threshold, lag=lag)
-    write_table(out / "phases.csv", table)
-    cell_rows = cells(table, keys)
-    cols = list(cell_rows[0]) if cell_rows else []
-    write_table(out / "phase_diagram.csv", {c: _column([r[c] for r in cell_rows]) for c in cols})
     n_presets = len({p.preset for p in points})
     width = min(3.2 * n_presets + 1.0, 12)
     fig = figure(width=width, height=2.8)
@@ -219,21 +129,12 @@ def write_sweep_outputs(out: Path, points, axes, *, lag: int = 1000, threshold: 
     plot_phase_diagram(cell_rows, keys, scale, fig, value="mean_test_step")
     save_figure(fig, out / "steps_to_generalize")
     fig = figure(width=width, height=2.6)
-    plot_curves(run_dir, points, keys, fig)
+    plot_curves(out / "runs", points, keys, fig)
     save_figure(fig, out / "curves")
-    _write_report(out, table, cell_rows, keys, lag, threshold)
+    _write_report(out, spec, table, cell_rows, keys, lag, threshold)
 
 
-def _column(values: list) -> np.ndarray:
-    if any(isinstance(v, str) for v in values):
-        return np.array(values, dtype=object)
-    if all(isinstance(v, (int, np.integer)) for v in values):
-        return np.array(values, dtype=np.int64)
-    return np.array(values, dtype=np.float64)
-
-
-def _write_report(out: Path, table, cell_rows, keys, lag, threshold) -> None:
-    spec = read_json(out / "sweep.json")
+def _write_report(out: Path, spec: dict, table, cell_rows, keys, lag, threshold) -> None:
     counts = Counter(table["phase"])
     lines = [f"# Sweep: {', '.join(spec['presets'])}", "",
              f"{len(table['name'])} runs; grid: " +

@@ -1,0 +1,67 @@
+"""The analysis cache, `analyses/<run>/.cache/`: probe results keyed by (checkpoint content hash,
+probe name, version, parameters), and the checkpoint hashes remembered by (size, mtime) so a
+re-run reads no checkpoint it has hashed before. A damaged entry is recomputed, never trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grokscope.probes.base import Probe
+from grokscope.store import Run, atomic_write_bytes, atomic_write_json, read_json
+
+
+def checkpoint_hashes(run: Run, steps: list[int], cache_dir: Path) -> dict[int, str]:
+    """sha256 of each checkpoint file, remembered by (size, mtime) so re-runs do not re-read."""
+    index_path = cache_dir / "hashes.json"
+    index = read_json(index_path) if index_path.exists() else {}
+    out, changed = {}, False
+    for step in steps:
+        path = run.checkpoint_path(step)
+        st = path.stat()
+        entry = index.get(path.name)
+        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+            out[step] = entry[2]
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        index[path.name] = [st.st_size, st.st_mtime_ns, digest]
+        out[step] = digest
+        changed = True
+    if changed:
+        atomic_write_json(index_path, index)
+    return out
+
+
+def cache_path(cache_dir: Path, probe: Probe, ckpt_hash: str) -> Path:
+    return cache_dir / probe.name / f"{ckpt_hash[:20]}-{probe.cache_key()}.json"
+
+
+def cache_read(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        entry = json.loads(path.read_text())
+        arrays = {}
+        if entry.get("has_arrays"):
+            with np.load(path.with_suffix(".npz")) as data:
+                arrays = {k: data[k] for k in data.files}
+        entry["arrays"] = arrays
+        return entry
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache entry is recomputed
+
+
+def cache_write(path: Path, result: dict[str, Any]) -> None:
+    arrays = result.get("arrays") or {}
+    if arrays:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path.with_suffix(".npz"), buf.getvalue())
+    entry = {k: v for k, v in result.items() if k != "arrays"}
+    entry["has_arrays"] = bool(arrays)
+    atomic_write_json(path, entry)
