@@ -20,21 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def train_one(args: tuple[float, int, str]) -> str:
     import torch
 
-    from grokscope import load_preset, train, with_overrides
-    from grokscope.store import load_run
+    from grokscope import load_preset, with_overrides
+    from grokscope.training import ensure_trained
 
     alpha, steps, out = args
     torch.set_num_threads(1)
-    path = Path(out) / f"alpha{alpha:g}"
-    if (path / "run.json").exists():
-        run = load_run(path)
-        if run.status == "complete":
-            return str(path)
-        return str(train(run.config, path, resume=True, progress=False).path)
     config = with_overrides(load_preset("kumar"), [f"model.alpha={alpha}", f"train.steps={steps}",
                                                    "checkpoint.every=5000", "checkpoint.log_points=20",
                                                    "checkpoint.dense_until=10"])
-    return str(train(config, path, progress=False).path)
+    return str(ensure_trained(config, Path(out) / f"alpha{alpha:g}").path)
 
 
 def main():

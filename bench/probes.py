@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from grokscope import analyze, load_preset, train, with_overrides
-from grokscope.analysis import measure_checkpoint
+from grokscope.analysis.engine import measure_checkpoint
 from grokscope.importers import import_nanda
 from grokscope.probes.base import resolve_probe
 

@@ -20,7 +20,7 @@ from grokscope.models import build_model
 from grokscope.training.schedule import checkpoint_schedule
 from grokscope.store import save_tensors
 from grokscope.tasks import build_task
-from grokscope.training import loss_and_accuracy
+from grokscope.measures.losses import loss_and_accuracy
 
 
 def main():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from grokscope.version import __version__
 
 # `grokscope.train` and `grokscope.analyze` name functions, not their modules: import them
 # eagerly so the submodules never shadow them. This costs the torch import; TransformerLens and

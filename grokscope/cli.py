@@ -219,9 +219,9 @@ def cmd_analyze(args) -> int:
 
 
 def _print_manifest(out: Path) -> None:
-    from grokscope.store import read_json
+    from grokscope.tables import read_manifest
 
-    manifest = read_json(out / "manifest.json")
+    manifest = read_manifest(out)
     for name, entry in manifest["probes"].items():
         reason = f"  ({entry['reason']})" if entry.get("reason") else ""
         print(f"  {name:<14} {entry['status']}{reason}", file=sys.stderr)
@@ -230,12 +230,13 @@ def _print_manifest(out: Path) -> None:
 def cmd_report(args) -> int:
     from grokscope.analysis import default_out
     from grokscope.report.document import build_report
-    from grokscope.store import is_run, load_run, read_json
+    from grokscope.store import is_run, load_run
+    from grokscope.tables import has_manifest, read_manifest
 
     path = Path(args.target)
-    if (path / "manifest.json").exists():
+    if has_manifest(path):
         out, run = path, None
-        run_path = Path(read_json(path / "manifest.json")["run"])
+        run_path = Path(read_manifest(path)["run"])
         if is_run(run_path):
             run = load_run(run_path)
     else:
@@ -265,7 +266,7 @@ def cmd_import(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from grokscope import __version__
+    from grokscope.version import __version__
 
     parser = _Parser(prog="grokscope", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"grokscope {__version__}")

@@ -17,6 +17,7 @@ from grokscope.config import load_preset
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.store import Run, RunWriter
 from grokscope.tasks import build_task
+from grokscope.version import __version__
 
 FORMATS = ("nanda",)
 
@@ -99,7 +100,7 @@ def import_nanda(src: str | Path, out: str | Path) -> Run:
     rows.append((final_step, *final, norm, 0.0))
 
     writer.create({
-        "grokscope_version": __import__("grokscope").__version__, "torch_version": torch.__version__,
+        "grokscope_version": __version__, "torch_version": torch.__version__,
         "config": config.to_dict(), "status": "running", "schedule": [final_step],
         "n_params": sum(v.numel() for v in state.values()),
         "imported": {"format": "nanda", "source": str(src), "stored_train_loss": _scalar(data.get("train_loss")),

@@ -1,7 +1,9 @@
-"""Tidy tables: a dict of equal-length numpy columns, `step` first, stored as CSV.
+"""The analysis directory's files (DESIGN.md, "Contract: analysis output"), and tidy tables.
 
-Also the one owner of the landscape table's name (`<dir>/landscape.csv`, written by
-`grokscope landscape`, read by the `lu` probe).
+A table is a dict of equal-length numpy columns, `step` first, stored as CSV (`<probe>.csv`).
+This module also owns the names of `manifest.json` (what every probe did), the run-scope
+results (`<probe>.json`, e.g. `phases.json`) and the landscape table (`<dir>/landscape.csv`,
+written by `grokscope landscape`, read by the `lu` probe). Figure specs are `specs`' files.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from grokscope.errors import UsageError
-from grokscope.store import atomic_write_bytes
+from grokscope.store import atomic_write_bytes, atomic_write_json, read_json
 
 Table = dict[str, np.ndarray]
 
@@ -84,3 +86,42 @@ def read_landscape(path: str | Path) -> Table:
     if not csv_path.exists():
         raise UsageError(f"{csv_path} does not exist; make it with `grokscope landscape --preset ... --out {path}`")
     return read_table(csv_path)
+
+
+# ---------------------------------------------------------------- the analysis directory
+
+MANIFEST = "manifest.json"
+
+
+def table_path(out: str | Path, probe: str) -> Path:
+    return Path(out) / f"{probe}.csv"
+
+
+def has_manifest(out: str | Path) -> bool:
+    return (Path(out) / MANIFEST).exists()
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """The manifest of an analysis directory ({} where there is none yet)."""
+    path = Path(out) / MANIFEST
+    return read_json(path) if path.exists() else {}
+
+
+def write_manifest(out: str | Path, manifest: dict[str, Any]) -> None:
+    atomic_write_json(Path(out) / MANIFEST, manifest)
+
+
+def result_path(out: str | Path, probe: str) -> Path:
+    """Where a run-scope probe's result goes (`phases.json`)."""
+    return Path(out) / f"{probe}.json"
+
+
+def read_result(out: str | Path, probe: str) -> dict[str, Any]:
+    path = result_path(out, probe)
+    return read_json(path) if path.exists() else {}
+
+
+def write_result(out: str | Path, probe: str, value: dict[str, Any]) -> Path:
+    path = result_path(out, probe)
+    atomic_write_json(path, value)
+    return path

@@ -1,10 +1,19 @@
-"""The command line: one-line errors with exit status 2, no tracebacks, nothing overwritten."""
-
 import json
 
 import pytest
+from helpers import cli, run_cli
 
-from conftest import run_cli
+
+def test_critical_fraction_cli(tmp_path):
+    from helpers import cli, run_cli
+
+    r = run_cli("critical-fraction", "4")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "exact" in lines[0] and lines[1] == "n_train,fraction,probability,stderr"
+    assert lines[-2].startswith("10,1.0000,1.0000") and "critical fraction" in lines[-1]
+    bad = run_cli("critical-fraction", "2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 def _one_line_error(result, code=2):
@@ -42,17 +51,17 @@ def test_train_info_and_refusals(tmp_path):
     out = tmp_path / "run"
     base = ["train", "--preset", "quickstart", "--set", "train.steps=30", "--set", "task.p=13",
             "--set", "model.d_model=16", "--set", "model.d_mlp=32", "--quiet"]
-    r = run_cli(*base, "--out", out)
+    r = cli(*base, "--out", out)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith(str(out))
-    info = run_cli("info", out)
+    info = cli("info", out)
     assert info.returncode == 0 and "status      complete (30 / 30 steps logged)" in info.stdout
     assert "memorized" in info.stdout and "generalized" in info.stdout
     before = (out / "metrics.csv").read_bytes()
-    r = run_cli(*base, "--set", "train.seed=5", "--out", out)
+    r = cli(*base, "--set", "train.seed=5", "--out", out)
     assert "holds a different run" in _one_line_error(r)
     assert (out / "metrics.csv").read_bytes() == before
-    r = run_cli("train", "--resume", out)
+    r = cli("train", "--resume", out)
     assert r.returncode == 0 and "already complete" in r.stderr
 
 

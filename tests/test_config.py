@@ -1,6 +1,12 @@
 import pytest
 
-from grokscope.config import RunConfig, load_preset, preset_names, valid_keys, with_overrides
+from grokscope.config import (
+    RunConfig,
+    load_preset,
+    preset_names,
+    valid_keys,
+    with_overrides,
+)
 from grokscope.errors import UsageError
 
 REQUIRED_KEYS = ["train.steps", "train.seed", "task.p", "task.frac_train", "task.op", "optim.lr",

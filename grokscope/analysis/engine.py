@@ -25,15 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from grokscope import __version__
+from grokscope.version import __version__
 from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkpoint_hashes
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
 from grokscope.console import Progress
 from grokscope.errors import UsageError
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe
 from grokscope.specs import write_spec
-from grokscope.store import Run, atomic_write_bytes, atomic_write_json, load_run, read_json
-from grokscope.tables import Table, read_table, rows_to_table, write_table
+from grokscope.store import Run, atomic_write_bytes, load_run
+from grokscope.tables import (Table, read_manifest, read_table, rows_to_table, table_path, write_manifest,
+                              write_result, write_table)
 
 
 def default_out(run: Run) -> Path:
@@ -118,8 +119,7 @@ def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike
         raise UsageError(f"run {run.path} has no checkpoints yet")
     chosen = select_steps(run.steps, every, steps, count)
     out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "manifest.json"
-    entries = (read_json(manifest_path) if manifest_path.exists() else {}).get("probes", {})
+    entries = read_manifest(out).get("probes", {})
     t_start = time.perf_counter()
 
     active = []
@@ -140,7 +140,7 @@ def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike
             tables[sel.probe.name] = table
     entries.update(run_scope_probes(run, selected, out, tables))
 
-    atomic_write_json(manifest_path, {
+    write_manifest(out, {
         "run": str(run.path), "grokscope_version": __version__,
         "checkpoints": chosen, "probes": entries,
         "seconds": round(time.perf_counter() - t_start, 3),
@@ -210,8 +210,8 @@ def write_probe_outputs(out: Path, sel: Selected, chosen: list[int],
     artifacts, table = [], None
     if ok_rows:
         table = rows_to_table(ok_rows)
-        write_table(out / f"{name}.csv", table)
-        artifacts.append(f"{name}.csv")
+        write_table(table_path(out, name), table)
+        artifacts.append(table_path(out, name).name)
         arrays = {f"{k}/step_{s:08d}": v for s, _ in ok_rows for k, v in per_step[s]["arrays"].items()}
         if arrays:
             buf = io.BytesIO()
@@ -250,8 +250,8 @@ def run_scope_probes(run: Run, selected: list[Selected], out: Path,
         t0 = time.perf_counter()
         try:
             value = sel.probe.measure_run(run, _all_tables(out, tables))
-            atomic_write_json(out / f"{sel.probe.name}.json", value)
-            entries[sel.probe.name] = _entry(sel, "ok", artifacts=[f"{sel.probe.name}.json"],
+            path = write_result(out, sel.probe.name, value)
+            entries[sel.probe.name] = _entry(sel, "ok", artifacts=[path.name],
                                              seconds=round(time.perf_counter() - t0, 4))
         except Exception as e:
             entries[sel.probe.name] = _entry(sel, "failed", reason=f"{type(e).__name__}: {e}")

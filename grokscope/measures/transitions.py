@@ -108,16 +108,18 @@ def locate_phases(metrics: Columns, *, cross_entropy: bool = True,
     """Nanda et al. 2023's three phases as ordered, disjoint intervals [start, end].
 
     With M the memorization step and G the generalization step (`transition_steps`):
-    - memorization: from the first logged step to the test-loss peak P, the largest test loss at
-      or after M (and at or before G when the run generalized): M <= P;
+    - memorization: from the first logged step to the test-loss peak P, the largest test loss
+      between M and G (at M when G comes first): P >= M;
     - circuit formation: from P until the test loss first falls below 1 nat (cross-entropy; for
       other losses, below 10% of the peak), and no later than G;
     - cleanup: from there until the test loss falls below 0.01 nat (0.1% of the peak), and no
       earlier than G; the last logged step when it never does.
-    The paper's mainline reads 0-1.4k, 1.4k-9.4k, 9.4k-13k. A run that never memorized has no
-    phases; one that never generalized has memorization, and circuit formation and cleanup only
-    as far as its test loss falls. Intervals of zero length are left out. `restricted`: the
-    `progress` table, for the step the restricted loss first fell below 1.
+    Boundaries are clamped to be non-decreasing, so the phases never overlap: a run that
+    generalized as soon as it memorized (G <= P) has no circuit-formation phase. The paper's
+    mainline reads 0-1.4k, 1.4k-9.4k, 9.4k-13k. A run that never memorized has no phases; one
+    that never generalized has memorization, and the later phases only as far as its test loss
+    falls. Intervals of zero length are left out. `restricted`: the `progress` table, for the
+    step the restricted loss first fell below 1.
     """
     steps = np.asarray(metrics["step"])
     test_loss = np.asarray(metrics["test_loss"], dtype=np.float64)
@@ -141,9 +143,7 @@ def locate_phases(metrics: Columns, *, cross_entropy: bool = True,
         out["note"] = "train accuracy never reached 99%: no phases"
         return out
     s, loss = steps[finite], test_loss[finite]
-    window = (s >= mem) & ((s <= gen) if gen is not None else True)
-    if not window.any():
-        window = s >= mem
+    window = (s >= mem) & (s <= max(mem, gen if gen is not None else int(s[-1])))
     if not window.any():
         out["note"] = "no test loss logged after memorization: no phases"
         return out
@@ -156,19 +156,20 @@ def locate_phases(metrics: Columns, *, cross_entropy: bool = True,
         circuit_level, cleanup_level = CIRCUIT_END_FRACTION * peak_loss, CLEANUP_END_FRACTION * peak_loss
         out["thresholds"].update(circuit_end_test_loss_fraction_of_peak=CIRCUIT_END_FRACTION,
                                  cleanup_end_test_loss_fraction_of_peak=CLEANUP_END_FRACTION)
-    circuit_end = first_step_below(s, loss, circuit_level, after=peak)
-    if gen is not None:
-        circuit_end = gen if circuit_end is None else min(circuit_end, gen)
     last = int(steps[-1])
     out["test_loss_peak_step"] = peak
     out["test_loss_below_1_step"] = first_step_below(s, loss, 1.0, after=peak) if cross_entropy else None
+    circuit_end = first_step_below(s, loss, circuit_level, after=peak)
+    if gen is not None:
+        circuit_end = gen if circuit_end is None else min(circuit_end, gen)
     bounds = [("memorization", int(steps[0]), peak)]
     if circuit_end is not None:
+        circuit_end = max(circuit_end, peak)
         cleanup_end = first_step_below(s, loss, cleanup_level, after=circuit_end)
-        cleanup_end = last if cleanup_end is None else cleanup_end
-        if gen is not None:
-            cleanup_end = max(cleanup_end, gen)
+        cleanup_end = max(last if cleanup_end is None else cleanup_end, gen or 0, circuit_end)
         bounds += [("circuit formation", peak, circuit_end), ("cleanup", circuit_end, cleanup_end)]
+        if gen is not None and gen <= peak:
+            out["note"] = "generalized by the end of memorization (no delay): no circuit-formation phase"
     elif last > peak:
         out["note"] = "the test loss never fell to the circuit-formation level: later phases not located"
     out["phases"] = [{"name": n, "start": a, "end": b} for n, a, b in bounds if b > a]

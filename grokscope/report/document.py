@@ -18,11 +18,13 @@ import numpy as np
 from grokscope.errors import UsageError
 from grokscope.measures.transitions import LOSS_FRACTION, change_span, half_change_step
 from grokscope.report.figures import draw_figure, figure, save_figure, training_curves
-from grokscope.specs import ReportSpec, read_spec
-from grokscope.store import Run, atomic_write_json, atomic_write_text, read_json
-from grokscope.tables import Table, read_table, write_table
+from grokscope.specs import SPEC_SUFFIX, ReportSpec, read_spec
+from grokscope.store import Run, atomic_write_text
+from grokscope.tables import (Table, has_manifest, read_manifest, read_result, read_table, result_path,
+                              table_path, write_manifest, write_table)
 
 TRAINING = "training"   # the run's metrics, copied as training.csv so the report reads tables only
+PHASES = "phases"       # the `phases` probe's result: transition steps and phase intervals
 
 
 def _fmt_step(s: Any) -> str:
@@ -100,7 +102,8 @@ def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, R
 def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     """What the report is made from: the tables, phases and each probe's identity and status."""
     h = hashlib.sha256()
-    for path in sorted(out.glob("*.csv")) + sorted(out.glob("*.spec.json")) + sorted(out.glob("phases.json")):
+    inputs = sorted(out.glob("*.csv")) + sorted(out.glob(f"*{SPEC_SUFFIX}")) + [result_path(out, PHASES)]
+    for path in [p for p in inputs if p.exists()]:
         h.update(path.name.encode() + path.read_bytes())
     keep = ("status", "reason", "spec", "version", "params")
     h.update(json.dumps({n: {k: e.get(k) for k in keep} for n, e in manifest["probes"].items()},
@@ -114,12 +117,11 @@ def build_report(out: Path, run: Run | None = None, force: bool = False) -> Path
     manifest (and the run's metrics, copied to training.csv). Skips the work when nothing it
     reads has changed since the last build (unless `force`)."""
     out = Path(out)
-    manifest_path = out / "manifest.json"
-    if not manifest_path.exists():
-        raise UsageError(f"{out} has no manifest.json; run `grokscope analyze` first")
-    manifest = read_json(manifest_path)
-    phases = read_json(out / "phases.json") if (out / "phases.json").exists() else {}
-    training_path = out / f"{TRAINING}.csv"
+    if not has_manifest(out):
+        raise UsageError(f"{out} has no manifest; run `grokscope analyze` first")
+    manifest = read_manifest(out)
+    phases = read_result(out, PHASES)
+    training_path = table_path(out, TRAINING)
     if run is not None and (not training_path.exists()
                             or training_path.stat().st_mtime_ns < run.metrics_mtime_ns):
         write_table(training_path, run.metrics)
@@ -131,8 +133,8 @@ def build_report(out: Path, run: Run | None = None, force: bool = False) -> Path
     tables: dict[str, Table] = {}
     specs: dict[str, ReportSpec] = {}
     for name, entry in manifest["probes"].items():
-        if entry["status"] != "skipped" and (out / f"{name}.csv").exists():
-            tables[name] = read_table(out / f"{name}.csv")
+        if entry["status"] != "skipped" and table_path(out, name).exists():
+            tables[name] = read_table(table_path(out, name))
             specs[name] = read_spec(out, name)
     training = read_table(training_path) if training_path.exists() else None
 
@@ -153,7 +155,7 @@ def build_report(out: Path, run: Run | None = None, force: bool = False) -> Path
         figures[name] = files
         arts = manifest["probes"][name].setdefault("artifacts", [])
         arts += [f for f in files if f not in arts]
-    atomic_write_json(manifest_path, manifest)
+    write_manifest(out, manifest)
 
     lines = summary(phases, tables, specs, training)
     md, body = _render(manifest, phases, lines, specs, figures, out, run)

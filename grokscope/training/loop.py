@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grokscope import __version__
+from grokscope.version import __version__
 from grokscope.config import RunConfig
 from grokscope.console import Progress, format_duration
 from grokscope.errors import GrokscopeError, UsageError

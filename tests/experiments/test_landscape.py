@@ -1,20 +1,12 @@
-"""Omnigrok: fixed-norm landscapes, the lu probe, the teacher-student and MNIST tasks."""
-
 import json
 
 import numpy as np
 import pytest
+from helpers import SHARED, TEACHER_STUDENT_FAST, run_cli
 
-from conftest import SHARED, run_cli
-from grokscope.analysis import analyze
 from grokscope.config import load_preset, with_overrides
 from grokscope.errors import UsageError
 from grokscope.experiments.landscape import landscape, parse_scales
-from grokscope.tables import read_table
-from grokscope.tasks import build_task
-from grokscope.training import train
-
-FAST = ["train.steps=300", "train.log_every=5"]
 
 
 def test_parse_scales():
@@ -26,15 +18,8 @@ def test_parse_scales():
             parse_scales(bad)
 
 
-def test_teacher_student_task():
-    task = build_task(load_preset("teacher-student"))
-    assert task.train_inputs.shape == (100, 5) and task.train_labels.shape == (100, 5)
-    assert task.is_regression and task.is_continuous
-    assert 0.05 < float(task.all_labels.std()) < 5
-
-
 def test_small_norm_underfits_large_norm_fits_and_resume(tmp_path):
-    config = with_overrides(load_preset("teacher-student"), FAST + ["optim.lr=3e-3"])
+    config = with_overrides(load_preset("teacher-student"), TEACHER_STUDENT_FAST + ["optim.lr=3e-3"])
     table = landscape(config, [0.05, 1.0], tmp_path / "ls", jobs=1, progress=False)
     small, large = table["best_train_loss"]
     assert small > 20 * large  # at 5% of the init norm the student cannot fit the teacher
@@ -51,23 +36,6 @@ def test_small_norm_underfits_large_norm_fits_and_resume(tmp_path):
     again = landscape(config, [0.05, 1.0], tmp_path / "ls", jobs=1, progress=False)
     assert (tmp_path / "ls" / "scale_1" / "metrics.csv").read_bytes() == before
     np.testing.assert_allclose(again["best_train_loss"], table["best_train_loss"])
-
-
-def test_lu_probe_places_a_run_on_the_landscape(tmp_path):
-    config = with_overrides(load_preset("teacher-student"), FAST)
-    landscape(config, [0.5, 1.0, 2.0], tmp_path / "ls", jobs=1, progress=False)
-    run = train(with_overrides(load_preset("teacher-student-grok"), FAST), tmp_path / "run", progress=False)
-    tables = analyze(run, ["lu"], out=tmp_path / "a", every=100, params={"lu": {"landscape": str(tmp_path / "ls")}},
-                     progress=False)
-    lu = tables["lu"]
-    assert lu["norm_scale"][0] == pytest.approx(2.0, rel=1e-5)  # init x2
-    land = read_table(tmp_path / "ls" / "landscape.csv")
-    assert lu["landscape_test_loss"][0] == pytest.approx(land["best_test_loss"][2], rel=1e-4)
-    assert (tmp_path / "a" / "lu.png").exists()
-    skipped = analyze(run, ["lu"], out=tmp_path / "b", every=100, progress=False, report=False)
-    assert skipped == {}
-    entry = json.loads((tmp_path / "b" / "manifest.json").read_text())["probes"]["lu"]
-    assert entry["status"] == "skipped" and "grokscope landscape" in entry["reason"]
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "mnist").exists(), reason="needs ../shared/data/mnist")

@@ -1,28 +1,16 @@
-import signal
 import sys
 import types
 
-import numpy as np
 import pytest
-import torch
+from helpers import cli, interrupt_stacked_at, run_cli
 
-from conftest import run_cli, tiny_config
-from grokscope.config import load_preset, with_overrides
 from grokscope.errors import UsageError
-from grokscope.measures.transitions import classify_phase
-from grokscope.store import load_run, read_json
 from grokscope.experiments.sweep import expand, parse_grid, sweep
-from grokscope.training import TrainingInterrupted, train
-from grokscope.training.stacked import StackedStepper, choose_vectorized, compatible_key, train_many
-
-
-def toy(steps=30, **sets):
-    items = [f"train.steps={steps}", "checkpoint.every=10", "checkpoint.dense_until=2",
-             "checkpoint.log_points=3", "checkpoint.resume_seconds=0"]
-    return with_overrides(load_preset("liu-toy"), items + [f"{k}={v}" for k, v in sets.items()])
-
+from grokscope.store import read_json
+from grokscope.training import TrainingInterrupted
 
 # ------------------------------------------------------------------ grids and names
+
 
 def test_parse_grid_forms():
     a = parse_grid("optim.lr=1e-5:1e-2:4:log")
@@ -52,114 +40,8 @@ def test_expand_names_are_deterministic_and_complete():
 
 # ------------------------------------------------------------------ phases
 
-def test_classify_phase_on_synthetic_curves():
-    steps = np.arange(0, 5000, 10)
-    ramp = lambda at: (steps >= at).astype(float)
-    assert classify_phase(steps, ramp(100), ramp(500))[0] == "comprehension"
-    phase, t_train, t_test = classify_phase(steps, ramp(100), ramp(3000))
-    assert (phase, t_train, t_test) == ("grokking", 100, 3000)
-    assert classify_phase(steps, ramp(100), ramp(3000), lag=5000)[0] == "comprehension"
-    assert classify_phase(steps, ramp(100), 0.5 * ramp(0))[0] == "memorization"
-    assert classify_phase(steps, 0.5 * ramp(0), 0.2 * ramp(0))[0] == "confusion"
-    # 9 of 10 stored as float32 is 0.8999999762: still "at least 90%"
-    assert classify_phase(steps, ramp(0), np.full(len(steps), np.float32(0.9)))[0] == "comprehension"
-    assert classify_phase(steps, ramp(100), 0.85 * ramp(0), threshold=0.8)[0] == "comprehension"
 
 
-# ------------------------------------------------------------------ vectorized training
-
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-def _metrics(path):
-    return np.array([list(r) for r in load_run(path).metrics.values()]).T
-
-
-def test_vectorized_equals_separate_training(tmp_path, float64):
-    configs = [toy(**{"optim.lr": lr, "optim.weight_decay": wd, "train.seed": s,
-                                            "task.split_seed": s})
-               for lr, wd, s in [(1e-4, 0.0, 1), (1e-3, 1.0, 2), (3e-3, 5.0, 3)]]
-    configs = [with_overrides(c, ["train.loss_dtype=float64"]) for c in configs]
-    assert len({compatible_key(c) for c in configs}) == 1
-    train_many(configs, [tmp_path / f"v{i}" for i in range(3)])
-    for i, c in enumerate(configs):
-        train(c, tmp_path / f"p{i}", progress=False)
-        a, b = _metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}")
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-        ra, rb = load_run(tmp_path / f"v{i}"), load_run(tmp_path / f"p{i}")
-        assert ra.steps == rb.steps
-        for k, v in ra.state_dict(30).items():
-            torch.testing.assert_close(v, rb.state_dict(30)[k], rtol=1e-9, atol=1e-12)
-        assert read_json(tmp_path / f"v{i}" / "split.json") == read_json(tmp_path / f"p{i}" / "split.json")
-
-
-@pytest.mark.parametrize("optim", ["adamw", "adam"])
-def test_vectorized_transformer_and_adam(tmp_path, float64, optim):
-    configs = [tiny_config(optim={"name": optim, "lr": lr, "weight_decay": wd, "warmup_steps": 5},
-                           train={"steps": 12, "seed": s, "loss_dtype": "float64"})
-               for lr, wd, s in [(1e-2, 1.0, 0), (3e-3, 0.1, 1)]]
-    train_many(configs, [tmp_path / "v0", tmp_path / "v1"])
-    for i, c in enumerate(configs):
-        train(c, tmp_path / f"p{i}", progress=False)
-        np.testing.assert_allclose(_metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}"),
-                                   rtol=1e-8, atol=1e-10)
-
-
-def _interrupt_at(monkeypatch, step: int):
-    """Make stacked training get a SIGINT right after update `step`; returns the undo."""
-    update = StackedStepper.apply_update
-
-    def interrupting(self, grads, factor):
-        update(self, grads, factor)
-        if self.opt_steps == step:
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(StackedStepper, "apply_update", interrupting)
-    return lambda: monkeypatch.setattr(StackedStepper, "apply_update", update)
-
-
-def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
-    configs = [toy(40, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
-    train_many(configs, [tmp_path / "a0", tmp_path / "a1"])
-    undo = _interrupt_at(monkeypatch, 17)
-    with pytest.raises(TrainingInterrupted):
-        train_many(configs, [tmp_path / "b0", tmp_path / "b1"])
-    assert read_json(tmp_path / "b0" / "run.json")["status"] == "interrupted"
-    undo()
-    train_many(configs, [tmp_path / "b0", tmp_path / "b1"])  # continues stacked
-    for i in range(2):
-        assert (tmp_path / f"a{i}" / "metrics.csv").read_bytes() == (tmp_path / f"b{i}" / "metrics.csv").read_bytes()
-        for f in (tmp_path / f"a{i}" / "checkpoints").iterdir():
-            assert f.read_bytes() == (tmp_path / f"b{i}" / "checkpoints" / f.name).read_bytes()
-
-
-def test_plain_trainer_finishes_a_vectorized_run(tmp_path, monkeypatch):
-    config = toy(30)
-    undo = _interrupt_at(monkeypatch, 12)
-    with pytest.raises(TrainingInterrupted):
-        train_many([config, toy(30, **{"optim.lr": 1e-3})], [tmp_path / "v", tmp_path / "w"])
-    undo()
-    train(config, tmp_path / "v", resume=True, progress=False)
-    train(config, tmp_path / "p", progress=False)
-    np.testing.assert_allclose(_metrics(tmp_path / "v"), _metrics(tmp_path / "p"), rtol=1e-5, atol=1e-6)
-
-
-def test_auto_choice():
-    small = [toy(10, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
-    assert choose_vectorized(small)
-    assert not choose_vectorized(small[:1])
-    assert not choose_vectorized([small[0], toy(10, **{"model.hidden": "(100, 100)"})])
-    big = [with_overrides(load_preset("nanda"), [f"optim.lr={lr}"]) for lr in (1e-3, 3e-3)]
-    assert not choose_vectorized(big)  # 15 GFLOP a step: arithmetic dominates
-    assert compatible_key(with_overrides(small[0], ["optim.grokfast=ema"])) is None
-
-
-# ------------------------------------------------------------------ sweeps
 
 GRID = ["optim.lr=1e-4,3e-3", "optim.weight_decay=0,5"]
 
@@ -196,8 +78,8 @@ def test_sweep_interrupted_and_restarted_ends_with_the_same_runs(tmp_path, monke
 
 def test_sweep_cli_outputs_and_skips_complete_runs(tmp_path):
     args = ["sweep", "--preset", "liu-toy", *sum((["--grid", g] for g in GRID), []), "--seeds", "2",
-            "--set", "train.steps=300", "--out", tmp_path / "s", "--quiet"]
-    r = run_cli(*args)
+            "--set", "train.steps=300", "--jobs", "1", "--out", tmp_path / "s", "--quiet"]
+    r = cli(*args)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "s"
     for name in ("sweep.json", "phases.csv", "phase_diagram.csv", "phase_diagram.png",
@@ -212,7 +94,7 @@ def test_sweep_cli_outputs_and_skips_complete_runs(tmp_path):
     assert len(phases) == 9 and phases[0].startswith("name,preset,optim.lr,optim.weight_decay,seed")
     assert "| comprehension |" in (out / "report.md").read_text()
     before = {r.name: (r / "metrics.csv").stat().st_mtime_ns for r in runs}
-    r = run_cli(*args[:-1])
+    r = cli(*args[:-1])
     assert r.returncode == 0 and "8 complete" in r.stderr
     assert before == {r.name: (r / "metrics.csv").stat().st_mtime_ns for r in runs}
 
@@ -275,7 +157,7 @@ def test_sweep_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 def test_stacked_sweep_interrupted_mid_run_resumes_bit_identically(tmp_path, monkeypatch):
     sets = ["train.steps=60", "checkpoint.resume_seconds=0"]
     whole = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "whole", jobs=1, progress=False)
-    undo = _interrupt_at(monkeypatch, 33)
+    undo = interrupt_stacked_at(monkeypatch, 33)
     with pytest.raises(TrainingInterrupted):
         sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, progress=False)
     undo()

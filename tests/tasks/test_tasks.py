@@ -2,10 +2,30 @@ import random
 
 import pytest
 import torch
+from helpers import kumar_config
 
+from grokscope.config import load_preset, with_overrides
 from grokscope.errors import UsageError
+from grokscope.tasks import build_task
 from grokscope.tasks.modular import OPS, modular_task
 from grokscope.tasks.permutation import compose, permutation_task, permutations
+
+
+def test_polynomial_task():
+    task = build_task(kumar_config())
+    assert task.train_inputs.shape == (40, 12) and task.test_inputs.shape == (30, 12)
+    assert task.is_regression and task.train_labels.dtype == torch.float32
+    x, beta = task.all_inputs.double(), task.beta
+    torch.testing.assert_close(task.all_labels.double(), 0.5 * (x @ beta) ** 2, rtol=1e-6, atol=1e-6)
+    big = build_task(with_overrides(load_preset("kumar"), ["task.n_test=20000"]))
+    assert big.test_inputs.double().pow(2).sum(1).mean() == pytest.approx(1.0, rel=0.02)  # x ~ N(0, I/D)
+
+
+def test_teacher_student_task():
+    task = build_task(load_preset("teacher-student"))
+    assert task.train_inputs.shape == (100, 5) and task.train_labels.shape == (100, 5)
+    assert task.is_regression and task.is_continuous
+    assert 0.05 < float(task.all_labels.std()) < 5
 
 
 @pytest.mark.parametrize("op, expect", [

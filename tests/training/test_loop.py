@@ -8,13 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import kumar_config
 
-from grokscope.config import CheckpointConfig
+from grokscope.config import CheckpointConfig, load_preset, with_overrides
 from grokscope.errors import UsageError
+from grokscope.store import load_tensors
+from grokscope.tasks import build_task
+from grokscope.training import train
 from grokscope.training.optim import lr_at
 from grokscope.training.schedule import checkpoint_schedule
-from grokscope.store import load_tensors
-from grokscope.training import train
+
+
+def test_regression_training_and_bad_combinations(tmp_path):
+    run = train(kumar_config("train.steps=200", "train.log_every=1"), tmp_path / "k", progress=False)
+    m = run.metrics
+    assert torch.isnan(torch.tensor(m["train_acc"])).all()
+    assert m["train_loss"][-1] < m["train_loss"][0]
+    with pytest.raises(UsageError, match="regression: set train.loss=mse"):
+        train(kumar_config("train.loss=cross_entropy"), tmp_path / "x", progress=False)
+    with pytest.raises(UsageError, match="has real-valued inputs; use model.name=mlp"):
+        train(kumar_config("model.name=transformer"), tmp_path / "y", progress=False)
+
 
 CHILD = Path(__file__).with_name("_train_child.py")
 
@@ -104,11 +118,36 @@ def _files(run_dir: Path) -> dict[str, bytes]:
     return out
 
 
+def test_resume_after_an_interrupt_is_bit_identical(tiny, tmp_path, monkeypatch):
+    """In-process: Ctrl-C after update 77 saves the resume state; resuming gives the files of
+    an uninterrupted run byte for byte (the real-signal variant below is `slow`)."""
+    from grokscope.training.loop import PlainStepper, TrainingInterrupted
+
+    config = tiny(train={"steps": 150, "batch_size": 32}, optim={"grokfast": "ema"},
+                  checkpoint={"every": 3, "resume_seconds": 0.0})
+    train(config, tmp_path / "ref", progress=False)
+    update = PlainStepper.update
+
+    def interrupting(self, lr):
+        update(self, lr)
+        if self.step == 77:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(PlainStepper, "update", interrupting)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 78"):
+        train(config, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(PlainStepper, "update", update)
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "interrupted"
+    train(config, tmp_path / "cut", resume=True, progress=False)
+    assert _files(tmp_path / "cut") == _files(tmp_path / "ref")
+
+
+@pytest.mark.slow  # two fresh processes (~5 s of imports each); .ci/run runs these too
 @pytest.mark.parametrize("how", ["sigkill", "sigint"])
 def test_resume_after_real_interrupt_is_bit_identical(tiny, tmp_path, how):
-    config = tiny(train={"steps": 1500, "threads": 1, "batch_size": 32},
+    config = tiny(train={"steps": 150, "threads": 1, "batch_size": 32},
                   optim={"grokfast": "ema"},
-                  checkpoint={"every": 25, "resume_seconds": 0.0})
+                  checkpoint={"every": 3, "resume_seconds": 0.0})
     train(config, tmp_path / "ref", progress=False)
 
     out = tmp_path / "killed"
@@ -159,7 +198,6 @@ def test_bad_task_fails_before_writing(tiny, tmp_path):
 
 @pytest.mark.parametrize("preset", ["nanda", "power", "mlp", "quickstart", "kumar", "kumar-quick", "kumar-modadd"])
 def test_every_preset_trains(preset, tmp_path):
-    from grokscope.config import load_preset, with_overrides
 
     config = with_overrides(load_preset(preset), ["train.steps=2"])
     run = train(config, tmp_path / preset, progress=False)
@@ -169,7 +207,6 @@ def test_every_preset_trains(preset, tmp_path):
 @pytest.mark.parametrize("model", [{}, {"name": "mlp", "hidden": (16,), "d_embed": 4}])
 def test_fixed_norm_is_held_after_every_step(tiny, tmp_path, model):
     from grokscope.training.loop import default_init_norm
-    from grokscope.tasks import build_task
 
     config = tiny(model={**model, "init_scale": 3.0}, optim={"weight_decay": 0.0},
                   train={"fixed_norm": 0.8, "steps": 40})

@@ -1,11 +1,28 @@
 import pytest
 import torch
+from helpers import kumar_config, tiny_config
 from transformer_lens import ActivationCache
 
-from conftest import tiny_config
+from grokscope.config import load_preset
 from grokscope.errors import UsageError
 from grokscope.models import build_model
 from grokscope.tasks import build_task
+from grokscope.training import train
+
+
+def test_committee_output_and_centering():
+    config = kumar_config("model.centered=false", "model.alpha=2")
+    task = build_task(config)
+    torch.manual_seed(0)
+    model = build_model(config, task).double()
+    x = task.train_inputs.double()
+    W = model.blocks[0].mlp.W_in
+    h = x @ W
+    expected = 2.0 / 16 * (h + 0.5 * 0.02 * h ** 2).sum(1)
+    torch.testing.assert_close(model(x), expected)
+    centered = build_model(kumar_config(), task)
+    assert centered(task.train_inputs).abs().max() == 0  # f - f_0 starts at zero
+
 
 TRANSFORMER_HOOKS = [
     "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.attn.hook_q",
@@ -115,11 +132,11 @@ def test_init_scale_scales_weights(tiny):
 
 # ------------------------------------------------------------------ Liu et al.'s toy model, LSTM
 
+
 def test_toy_model_initialises_as_the_authors_code():
     """Same torch seed, same draws: embedding torch.rand(p, d) - 1/2, then nn.Linear layers."""
     from torch import nn
 
-    from grokscope.config import load_preset
     from grokscope.models import build_model
     from grokscope.tasks import build_task
 
@@ -151,7 +168,6 @@ def test_toy_matmul_composition_and_hooks():
 
 
 def test_lstm_model_trains_and_exposes_hooks(tmp_path):
-    from grokscope.training import train
 
     config = tiny_config(model={"name": "lstm", "d_model": 12, "d_embed": 0}, train={"steps": 30})
     run = train(config, tmp_path / "lstm", progress=False)

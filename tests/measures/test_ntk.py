@@ -1,11 +1,18 @@
+
 import numpy as np
 import pytest
 import torch
+from helpers import kumar_config, tiny_config
 
-from conftest import tiny_config
+from grokscope.measures.ntk import (
+    committee_ntk,
+    effective_rank,
+    empirical_ntk,
+    ntk_matvec,
+    ntk_reference,
+    ntk_top_eigenvalues,
+)
 from grokscope.models import build_model
-from grokscope.measures.ntk import (effective_rank, empirical_ntk, ntk_matvec, ntk_reference,
-                           ntk_top_eigenvalues)
 from grokscope.tasks import build_task
 
 MODELS = {
@@ -66,3 +73,20 @@ def test_matvec_and_lanczos_match_dense():
 def test_effective_rank():
     assert effective_rank(np.ones(7)) == pytest.approx(7.0)
     assert effective_rank(np.array([5.0, 0, 0])) == pytest.approx(1.0)
+
+
+
+@pytest.mark.parametrize("alpha", [1.0, 4.0])
+def test_committee_ntk_closed_form_equals_reference(alpha):
+    config = kumar_config(f"model.alpha={alpha}")
+    task = build_task(config)
+    model = build_model(config, task)
+    with torch.no_grad():
+        model.blocks[0].mlp.W_in.add_(0.1 * torch.randn_like(model.blocks[0].mlp.W_in))
+    x = task.train_inputs[:15]
+    ref = ntk_reference(model, x, "scalar")
+    torch.testing.assert_close(empirical_ntk(model, x, "scalar"), ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(empirical_ntk(model, x, "scalar", method="jacobian"), ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(committee_ntk(model.double(), x, task.test_inputs[:4]),
+                               ntk_reference(model, torch.cat([x, task.test_inputs[:4]]), "scalar")[:15, 15:],
+                               rtol=1e-10, atol=1e-12)

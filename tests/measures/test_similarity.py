@@ -3,8 +3,16 @@ import itertools
 import pytest
 import torch
 
-from grokscope.measures.similarity import (SimilarityError, center_kernel, hsic, kernel_alignment,
-                                  kernel_kernel_alignment, linear_cka, minibatch_cka, rbf_cka)
+from grokscope.measures.similarity import (
+    SimilarityError,
+    center_kernel,
+    hsic,
+    kernel_alignment,
+    kernel_kernel_alignment,
+    linear_cka,
+    minibatch_cka,
+    rbf_cka,
+)
 
 
 def _rand(*shape, seed=0):

@@ -1,16 +1,16 @@
-"""Import of the checkpoint published with Nanda et al. 2023 (../shared/fixtures)."""
-
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import SHARED, run_cli
 
-from conftest import SHARED, run_cli
 from grokscope.analysis import analyze
 from grokscope.importers import import_nanda, nanda_state_dict
 
 FIXTURE = SHARED / "fixtures" / "nanda_p113_wd0.1_seed1_final.pth"
+
+
 pytestmark = pytest.mark.skipif(not FIXTURE.exists(), reason="needs ../shared/fixtures")
 
 

@@ -1,6 +1,6 @@
 import pytest
+from helpers import tiny_config
 
-from conftest import tiny_config
 from grokscope.analysis import analyze
 from grokscope.measures.ntk import empirical_ntk
 from grokscope.measures.similarity import kernel_alignment

@@ -2,12 +2,14 @@ import gzip
 
 import numpy as np
 import pytest
+from helpers import SHARED
 
-from conftest import SHARED
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.tasks.mnist import load_mnist, read_idx
 
 MNIST = SHARED / "data" / "mnist"
+
+
 pytestmark = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="needs ../shared/data/mnist")
 
 

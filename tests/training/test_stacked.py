@@ -1,0 +1,92 @@
+"""Stacked training (training.stacked) equals separate training and resumes bit for bit."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import interrupt_stacked_at, tiny_config, toy
+
+from grokscope.config import load_preset, with_overrides
+from grokscope.store import load_run, read_json
+from grokscope.training import TrainingInterrupted, train
+from grokscope.training.stacked import choose_vectorized, compatible_key, train_many
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _metrics(path):
+    return np.array([list(r) for r in load_run(path).metrics.values()]).T
+
+
+def test_vectorized_equals_separate_training(tmp_path, float64):
+    configs = [toy(**{"optim.lr": lr, "optim.weight_decay": wd, "train.seed": s,
+                                            "task.split_seed": s})
+               for lr, wd, s in [(1e-4, 0.0, 1), (1e-3, 1.0, 2), (3e-3, 5.0, 3)]]
+    configs = [with_overrides(c, ["train.loss_dtype=float64"]) for c in configs]
+    assert len({compatible_key(c) for c in configs}) == 1
+    train_many(configs, [tmp_path / f"v{i}" for i in range(3)])
+    for i, c in enumerate(configs):
+        train(c, tmp_path / f"p{i}", progress=False)
+        a, b = _metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}")
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        ra, rb = load_run(tmp_path / f"v{i}"), load_run(tmp_path / f"p{i}")
+        assert ra.steps == rb.steps
+        for k, v in ra.state_dict(30).items():
+            torch.testing.assert_close(v, rb.state_dict(30)[k], rtol=1e-9, atol=1e-12)
+        assert read_json(tmp_path / f"v{i}" / "split.json") == read_json(tmp_path / f"p{i}" / "split.json")
+
+
+@pytest.mark.parametrize("optim", ["adamw", "adam"])
+def test_vectorized_transformer_and_adam(tmp_path, float64, optim):
+    configs = [tiny_config(optim={"name": optim, "lr": lr, "weight_decay": wd, "warmup_steps": 5},
+                           train={"steps": 12, "seed": s, "loss_dtype": "float64"})
+               for lr, wd, s in [(1e-2, 1.0, 0), (3e-3, 0.1, 1)]]
+    train_many(configs, [tmp_path / "v0", tmp_path / "v1"])
+    for i, c in enumerate(configs):
+        train(c, tmp_path / f"p{i}", progress=False)
+        np.testing.assert_allclose(_metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}"),
+                                   rtol=1e-8, atol=1e-10)
+
+
+def test_vectorized_interrupt_resumes_bit_identically(tmp_path, monkeypatch):
+    configs = [toy(40, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
+    train_many(configs, [tmp_path / "a0", tmp_path / "a1"])
+    undo = interrupt_stacked_at(monkeypatch, 17)
+    with pytest.raises(TrainingInterrupted):
+        train_many(configs, [tmp_path / "b0", tmp_path / "b1"])
+    assert read_json(tmp_path / "b0" / "run.json")["status"] == "interrupted"
+    undo()
+    train_many(configs, [tmp_path / "b0", tmp_path / "b1"])  # continues stacked
+    for i in range(2):
+        assert (tmp_path / f"a{i}" / "metrics.csv").read_bytes() == (tmp_path / f"b{i}" / "metrics.csv").read_bytes()
+        for f in (tmp_path / f"a{i}" / "checkpoints").iterdir():
+            assert f.read_bytes() == (tmp_path / f"b{i}" / "checkpoints" / f.name).read_bytes()
+
+
+def test_plain_trainer_finishes_a_vectorized_run(tmp_path, monkeypatch):
+    config = toy(30)
+    undo = interrupt_stacked_at(monkeypatch, 12)
+    with pytest.raises(TrainingInterrupted):
+        train_many([config, toy(30, **{"optim.lr": 1e-3})], [tmp_path / "v", tmp_path / "w"])
+    undo()
+    train(config, tmp_path / "v", resume=True, progress=False)
+    train(config, tmp_path / "p", progress=False)
+    np.testing.assert_allclose(_metrics(tmp_path / "v"), _metrics(tmp_path / "p"), rtol=1e-5, atol=1e-6)
+
+
+def test_auto_choice():
+    small = [toy(10, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
+    assert choose_vectorized(small)
+    assert not choose_vectorized(small[:1])
+    assert not choose_vectorized([small[0], toy(10, **{"model.hidden": "(100, 100)"})])
+    big = [with_overrides(load_preset("nanda"), [f"optim.lr={lr}"]) for lr in (1e-3, 3e-3)]
+    assert not choose_vectorized(big)  # 15 GFLOP a step: arithmetic dominates
+    assert compatible_key(with_overrides(small[0], ["optim.grokfast=ema"])) is None
+
+
+# ------------------------------------------------------------------ sweeps
