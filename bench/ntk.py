@@ -19,8 +19,8 @@ import time
 import torch
 
 from grokscope import load_preset
-from grokscope.models import build_model
 from grokscope.measures.ntk import empirical_ntk, ntk_matvec, ntk_reference, ntk_top_eigenvalues
+from grokscope.models import build_model
 from grokscope.tasks import build_task
 
 

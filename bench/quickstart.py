@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from grokscope import load_preset, train
+from grokscope.measures.losses import loss_and_accuracy
 from grokscope.models import build_model
-from grokscope.training.schedule import checkpoint_schedule
 from grokscope.store import save_tensors
 from grokscope.tasks import build_task
-from grokscope.measures.losses import loss_and_accuracy
+from grokscope.training.schedule import checkpoint_schedule
 
 
 def main():

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from grokscope.experiments.sweep import expand, parse_grid, sweep
 from grokscope.measures.transitions import classify_phase
 from grokscope.store import load_run
-from grokscope.experiments.sweep import expand, parse_grid, sweep
 from grokscope.training import train
 
 GRID = ["optim.lr=1e-5:1e-2:16:log", "optim.weight_decay=0:10:11"]

@@ -135,8 +135,8 @@ def _or(value, default):
 def cmd_info(args) -> int:
     import numpy as np
 
-    from grokscope.training.schedule import resolved_every
     from grokscope.store import load_run
+    from grokscope.training.schedule import resolved_every
 
     run = load_run(args.run)
     cfg = run.config

@@ -4,4 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-python -m pytest -q "$@"
+if [ $# -gt 0 ]; then
+  exec python -m pytest -q "$@"
+fi
+# The default run (slow tests deselected), then the two resume tests that kill a real training
+# process (slow only for their two fresh processes' imports): CI keeps both.
+python -m pytest -q
+python -m pytest -q -m slow -k real_interrupt

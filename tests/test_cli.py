@@ -5,8 +5,6 @@ from helpers import cli, run_cli
 
 
 def test_critical_fraction_cli(tmp_path):
-    from helpers import cli, run_cli
-
     r = run_cli("critical-fraction", "4")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()

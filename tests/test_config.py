@@ -80,3 +80,39 @@ def test_split_seed_defaults_to_train_seed():
     c = with_overrides(load_preset("nanda"), ["train.seed=3"])
     assert c.split_seed == 3
     assert with_overrides(c, ["task.split_seed=1"]).split_seed == 1
+
+
+def test_run_json_of_version_0_1_with_sentinel_values_still_loads(tiny, tmp_path):
+    """0.1 wrote "not set" as embed_lr = 0, embed_weight_decay = -1, fixed_norm = 0; they read as None."""
+    import json
+
+    from grokscope.store import load_run
+    from grokscope.training import train
+
+    config = tiny(train={"steps": 5})
+    train(config, tmp_path / "r", progress=False)
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["config"]["optim"]["embed_lr"] is None and info["config"]["train"]["fixed_norm"] is None
+    info["config"]["optim"].update(embed_lr=0.0, embed_weight_decay=-1.0)
+    info["config"]["train"]["fixed_norm"] = 0.0
+    (tmp_path / "r" / "run.json").write_text(json.dumps(info))
+    run = load_run(tmp_path / "r")
+    assert run.config == config
+    assert (run.config.optim.embed_lr, run.config.optim.embed_weight_decay, run.config.train.fixed_norm) == (None,) * 3
+    with pytest.raises(UsageError, match="already holds this run"):  # the same run, not "a different run"
+        train(config, tmp_path / "r", progress=False)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("optim.embed_lr", "0", "optim.embed_lr must be > 0 \\(none: the same as optim.lr\\)"),
+    ("optim.embed_weight_decay", "-1", "optim.embed_weight_decay must be >= 0"),
+    ("train.fixed_norm", "0", "train.fixed_norm must be > 0 \\(none turns it off\\)"),
+])
+def test_the_old_sentinels_are_refused_with_the_new_spelling(tiny, tmp_path, key, value, message):
+    from grokscope.training import train
+
+    config = with_overrides(tiny(optim={"weight_decay": 0.0}), [f"{key}={value}"])
+    with pytest.raises(UsageError, match=message):
+        train(config, tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()
+    assert with_overrides(tiny(), [f"{key}=none"]) == tiny()

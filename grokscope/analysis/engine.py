@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from grokscope.version import __version__
 from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkpoint_hashes
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
 from grokscope.console import Progress
@@ -33,8 +32,17 @@ from grokscope.errors import UsageError
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe
 from grokscope.specs import write_spec
 from grokscope.store import Run, atomic_write_bytes, load_run
-from grokscope.tables import (Table, read_manifest, read_table, rows_to_table, table_path, write_manifest,
-                              write_result, write_table)
+from grokscope.tables import (
+    Table,
+    read_manifest,
+    read_table,
+    rows_to_table,
+    table_path,
+    write_manifest,
+    write_result,
+    write_table,
+)
+from grokscope.version import __version__
 
 
 def default_out(run: Run) -> Path:

@@ -23,10 +23,9 @@ from grokscope.config import RunConfig
 from grokscope.console import Progress
 from grokscope.errors import UsageError
 from grokscope.measures.landscape import landscape_summary
-from grokscope.store import atomic_write_json, load_run
 from grokscope.specs import FigureSpec, Panel
+from grokscope.store import atomic_write_json, load_run
 from grokscope.tables import Table, landscape_table_path, write_table
-
 
 
 def parse_scales(text: str) -> list[float]:

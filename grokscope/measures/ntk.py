@@ -380,8 +380,12 @@ def alignment_statistics(K: Tensor, n_train: int, y_train: Tensor, y_test: Tenso
     - kernel_distance: 1 - the kernel-kernel alignment of K and K0 (0: the kernel has not moved);
     - kernel_regression_test_loss / _acc: the lazy baseline, kernel regression with K.
     """
-    from grokscope.measures.similarity import (SimilarityError, center_kernel, kernel_alignment,
-                                               kernel_kernel_alignment)
+    from grokscope.measures.similarity import (
+        SimilarityError,
+        center_kernel,
+        kernel_alignment,
+        kernel_kernel_alignment,
+    )
 
     K_tr, K_te, K_cross = K[:n_train, :n_train], K[n_train:, n_train:], K[n_train:, :n_train]
     regression = y_train.is_floating_point()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from grokscope.probes.base import Probe, ProbeContext, register_probe
 from grokscope.measures.similarity import SimilarityError, linear_cka
+from grokscope.probes.base import Probe, ProbeContext, register_probe
 
 
 def default_hooks(model) -> list[str]:

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import torch
 
-from grokscope.measures.fourier import (fourier_basis, frequency_norms, gini, key_frequencies_from_norms,
-                                        neuron_frequency_fractions)
+from grokscope.measures.fourier import (
+    fourier_basis,
+    frequency_norms,
+    gini,
+    key_frequencies_from_norms,
+    neuron_frequency_fractions,
+)
 from grokscope.models.parts import answer_neuron_acts, neuron_to_logit, token_embedding
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_probe
 from grokscope.specs import FigureSpec, Headline, Panel

@@ -13,8 +13,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grokscope.measures.ntk import (alignment_statistics, effective_rank, empirical_ntk,
-                                    param_movement, random_projections)
+from grokscope.measures.ntk import (
+    alignment_statistics,
+    effective_rank,
+    empirical_ntk,
+    param_movement,
+    random_projections,
+)
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_probe
 from grokscope.specs import FigureSpec, Panel
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from grokscope.models.parts import token_embedding
 from grokscope.measures.parallelogram import parallelogram_loss, parallelograms, predicted_accuracy, rqi
+from grokscope.models.parts import token_embedding
 from grokscope.probes.base import Probe, ProbeContext, register_probe
 
 

@@ -20,8 +20,17 @@ from grokscope.measures.transitions import LOSS_FRACTION, change_span, half_chan
 from grokscope.report.figures import draw_figure, figure, save_figure, training_curves
 from grokscope.specs import SPEC_SUFFIX, ReportSpec, read_spec
 from grokscope.store import Run, atomic_write_text
-from grokscope.tables import (Table, has_manifest, read_manifest, read_result, read_table, result_path,
-                              table_path, write_manifest, write_table)
+from grokscope.tables import (
+    Table,
+    has_manifest,
+    read_manifest,
+    read_result,
+    read_table,
+    result_path,
+    table_path,
+    write_manifest,
+    write_table,
+)
 
 TRAINING = "training"   # the run's metrics, copied as training.csv so the report reads tables only
 PHASES = "phases"       # the `phases` probe's result: transition steps and phase intervals

@@ -5,9 +5,9 @@ from __future__ import annotations
 from grokscope.config import RunConfig
 from grokscope.errors import UsageError
 from grokscope.tasks.base import Task, shuffled_split
+from grokscope.tasks.continuous import mnist_task, teacher_student_task
 from grokscope.tasks.modular import OPS, modular_task
 from grokscope.tasks.permutation import permutation_task
-from grokscope.tasks.continuous import mnist_task, teacher_student_task
 from grokscope.tasks.polynomial import polynomial_task
 from grokscope.tasks.toy import toy_add_task, toy_permutation_task
 

@@ -32,18 +32,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from grokscope.version import __version__
 from grokscope.config import RunConfig
 from grokscope.console import Progress, format_duration
 from grokscope.errors import GrokscopeError, UsageError
+from grokscope.measures.losses import LOSSES, loss_and_accuracy
 from grokscope.measures.transitions import transition_rules, transition_steps
 from grokscope.models import build_model
 from grokscope.store import Run, RunWriter, atomic_write_json, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
-from grokscope.measures.losses import LOSSES, loss_and_accuracy
-from grokscope.training.optim import (Grokfast, lr_at, make_optimizer, optimizer_from_tensors,
-                                      optimizer_to_tensors)
+from grokscope.training.optim import (
+    Grokfast,
+    lr_at,
+    make_optimizer,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+)
 from grokscope.training.schedule import checkpoint_schedule
+from grokscope.version import __version__
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -26,11 +26,11 @@ from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
 from grokscope.config import RunConfig
+from grokscope.measures.losses import loss_and_accuracy
 from grokscope.models import build_model
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
 from grokscope.training.loop import DTYPES, RunState, default_out, run_loop, setup_run
-from grokscope.measures.losses import loss_and_accuracy
 from grokscope.training.optim import base_lr
 
 VARYING = {("train", "seed"), ("task", "split_seed"), ("optim", "lr"), ("optim", "weight_decay"),
