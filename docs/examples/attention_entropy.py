@@ -29,3 +29,14 @@ class AttentionEntropy(grokscope.Probe):
         out = {f"entropy_head{h}": float(e) for h, e in enumerate(per_head)}
         out["entropy_mean"] = float(per_head.mean())
         return out
+
+    def figures(self):
+        # data, not drawing: the report draws it (phases shaded, paper style) from the table
+        return [grokscope.FigureSpec("attention_entropy", panels=(
+            grokscope.Panel(prefix="entropy_head", title="entropy per head", ylabel="nats"),
+            grokscope.Panel(columns=("entropy_mean",), title="mean over heads", ylabel="nats",
+                            marks=(grokscope.Mark(0.0, "one-hot attention", axis="y"),)),
+        ))]
+
+    def headlines(self):
+        return [grokscope.Headline("entropy_mean", "Mean attention entropy from the answer position")]

@@ -66,7 +66,7 @@ def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> li
                 continue
             values = table[h.column]
             if h.kind == "last":
-                words = str(values[-1]).split()
+                words = str(values[-1]).split() if values.dtype.kind == "O" else [f"{values[-1]:g}"]
                 lines.append(f"{h.label}: {', '.join(words)}.")
             elif values.dtype.kind == "f":
                 lo, hi = change_span(table["step"], values)
@@ -84,8 +84,10 @@ def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, R
                      f"{_fmt_step(mem)}, test loss at step {_fmt_step(gen)}"
                      + (f" ({gen - mem:,} steps later)." if mem is not None and gen is not None else "."))
     elif gen is not None and mem is not None:
-        lines.append(f"Test accuracy passed 99% at step {gen:,}, {gen - mem:,} steps after train accuracy "
-                     f"did (step {mem:,}).")
+        when = (f"{gen - mem:,} steps after" if gen > mem else f"{mem - gen:,} steps before" if gen < mem
+                else "at the same step as")
+        lines.append(f"Test accuracy passed 99% at step {gen:,}, {when} train accuracy did (step {mem:,})"
+                     + (": no delayed generalization." if gen <= mem else "."))
     elif mem is not None:
         lines.append(f"Train accuracy passed 99% at step {mem:,}; test accuracy never reached 99%.")
     else:
