@@ -1,6 +1,7 @@
 """Finding probes: built-ins, files, modules, entry points; duplicate names refused."""
 
 import json
+
 import numpy as np
 import pytest
 from helpers import ROOT, run_cli
