@@ -1,5 +1,6 @@
 """The run directory (DESIGN.md, "Contract: run directory"): atomic files, checkpoints, metrics,
-resume state, and `load_run`.
+resume state. The one module that knows its layout: `RunWriter` is its only writer (trainers and
+importers), `Run` / `load_run` its reader.
 
     run.json                      resolved config, versions, status, checkpoint schedule
     split.json                    the exact train/test split

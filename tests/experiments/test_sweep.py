@@ -102,7 +102,7 @@ def test_sweep_cli_outputs_and_skips_complete_runs(tmp_path):
 def test_sweep_usage_errors(tmp_path):
     for extra in (["--grid", "optim.lr=1:2"], ["--executor", "slurm"], ["--seeds", "x"],
                   ["--grid", "model.nope=1,2"], ["--checkpoints", "0"]):
-        r = run_cli("sweep", "--preset", "liu-toy", "--out", tmp_path / "x", *extra)
+        r = cli("sweep", "--preset", "liu-toy", "--out", tmp_path / "x", *extra)
         assert r.returncode == 2, (extra, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
