@@ -132,22 +132,10 @@ def _or(value, default):
     return default if value is None else value
 
 
-def cmd_info(args) -> int:
-    import numpy as np
-
-    from grokscope.store import load_run
-    from grokscope.training.schedule import resolved_every
-
-    run = load_run(args.run)
-    cfg = run.config
-    metrics = run.metrics
-    done = int(metrics["step"][-1]) if len(metrics["step"]) else 0
-    sched = run.info.get("schedule", [])
-    lines = [
-        f"run         {run.path}",
-        f"status      {run.status} ({done:,} / {cfg.train.steps:,} steps logged)",
+def _config_lines(cfg, n_params: int) -> list[str]:
+    return [
         f"task        {_task_text(cfg)} split_seed={cfg.split_seed}",
-        f"model       {cfg.model.name}, {run.info.get('n_params', 0):,} parameters",
+        f"model       {cfg.model.name}, {n_params:,} parameters",
         f"optim       {cfg.optim.name} lr={cfg.optim.lr} weight_decay={cfg.optim.weight_decay} "
         f"warmup={cfg.optim.warmup_steps} grokfast={cfg.optim.grokfast}" +
         (f" embed_lr={_or(cfg.optim.embed_lr, cfg.optim.lr)} embed_weight_decay="
@@ -155,9 +143,67 @@ def cmd_info(args) -> int:
          if cfg.optim.embed_lr is not None or cfg.optim.embed_weight_decay is not None else ""),
         f"train       seed={cfg.train.seed} batch={cfg.train.batch_size or 'full'} "
         f"loss={cfg.train.loss} ({cfg.train.loss_dtype})",
-        f"checkpoints {len(run.steps)} on disk of {len(sched)} scheduled "
-        f"(every step to {cfg.checkpoint.dense_until}, {cfg.checkpoint.log_points} log-spaced, "
-        f"every {resolved_every(cfg.train.steps, cfg.checkpoint)})",
+    ]
+
+
+def _schedule_text(cfg) -> str:
+    from grokscope.training.schedule import resolved_every
+
+    return (f"(every step to {cfg.checkpoint.dense_until}, {cfg.checkpoint.log_points} log-spaced, "
+            f"every {resolved_every(cfg.train.steps, cfg.checkpoint)})")
+
+
+def _plan(args) -> int:
+    """`grokscope info --preset NAME [--set ...]`: what a run would be, before it starts."""
+    import torch
+
+    from grokscope.config import load_preset, with_overrides
+    from grokscope.models import build_model
+    from grokscope.store import format_bytes, free_bytes
+    from grokscope.tasks import build_task
+    from grokscope.training.loop import check_config, default_out, disk_estimate
+    from grokscope.training.schedule import checkpoint_schedule
+
+    config = with_overrides(load_preset(args.preset), _with_data_dir(args))
+    check_config(config)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, build_task(config))
+    out = default_out(config)
+    need = disk_estimate(config, model)
+    lines = [f"plan        preset {args.preset}, {config.train.steps:,} steps (not trained yet)",
+             *_config_lines(config, sum(p.numel() for p in model.parameters())),
+             f"checkpoints {len(checkpoint_schedule(config.train.steps, config.checkpoint))} scheduled "
+             + _schedule_text(config),
+             f"disk        about {format_bytes(need)} when complete; {format_bytes(free_bytes(out))} free "
+             f"where it would go ({out})"]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_info(args) -> int:
+    import numpy as np
+
+    from grokscope.store import directory_bytes, format_bytes, load_run
+
+    if args.preset:
+        if args.run:
+            raise UsageError("info takes a run directory or --preset NAME, not both")
+        return _plan(args)
+    if args.run is None:
+        raise UsageError("info needs a run directory, or --preset NAME for a run not trained yet")
+    run = load_run(args.run)
+    cfg = run.config
+    metrics = run.metrics
+    done = int(metrics["step"][-1]) if len(metrics["step"]) else 0
+    sched = run.info.get("schedule", [])
+    estimate = run.info.get("disk_estimate_bytes")
+    lines = [
+        f"run         {run.path}",
+        f"status      {run.status} ({done:,} / {cfg.train.steps:,} steps logged)",
+        *_config_lines(cfg, run.info.get("n_params", 0)),
+        f"checkpoints {len(run.steps)} on disk of {len(sched)} scheduled " + _schedule_text(cfg),
+        f"disk        {format_bytes(directory_bytes(run.path))} used"
+        + (f"; about {format_bytes(estimate)} when complete" if estimate else ""),
     ]
     if done:
         from grokscope.measures.transitions import is_regression, transition_rules, transition_steps
@@ -172,6 +218,8 @@ def cmd_info(args) -> int:
             f"memorized   {'step %s' % f'{mem:,}' if mem is not None else 'not yet'} ({rule_m})",
             f"generalized {'step %s' % f'{gen:,}' if gen is not None else 'not yet'} ({rule_g})",
         ]
+    if run.status == "diverged":
+        lines.append(f"diverged    {run.info.get('divergence', '')}")
     print("\n".join(lines))
     return 0
 
@@ -326,8 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_critical_fraction)
 
-    p = sub.add_parser("info", help="config, progress, schedule and transition steps of a run")
-    p.add_argument("run", type=Path)
+    p = sub.add_parser("info", help="config, progress, schedule, disk use and transition steps of a run "
+                       "(or, with --preset, of a run before it starts)")
+    p.add_argument("run", type=Path, nargs="?")
+    p.add_argument("--preset", help="describe this recipe's run before training it: schedule, disk use")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)")
     p.set_defaults(fn=cmd_info)
 
     p = sub.add_parser("probes", help="list the probes: name, origin, description")

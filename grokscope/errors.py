@@ -15,3 +15,7 @@ class UsageError(GrokscopeError):
 
 class CorruptFileError(GrokscopeError):
     """A file in a run directory is truncated or unreadable."""
+
+
+class DiskFullError(GrokscopeError):
+    """A write failed for want of space (or a file-size or quota limit); nothing was half written."""

@@ -83,13 +83,15 @@ class FigureSpec:
 @dataclass(frozen=True)
 class Headline:
     """A claim the report's summary states from one column: "change" says how it went from its
-    first to its last value and between which steps most of that happened; "last" states the
-    last value (words separated by spaces are listed)."""
+    first to its last value and between which steps most of that happened (nothing when it did
+    not change); "last" states the last value (words separated by spaces are listed). Non-finite
+    values are left out."""
 
     column: str
     label: str
     kind: str = "change"
     digits: int = 2
+    only_if_generalized: bool = False   # e.g. key frequencies mean nothing in a model that never generalized
 
 
 @dataclass(frozen=True)

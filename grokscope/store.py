@@ -18,6 +18,8 @@ import csv
 import io
 import json
 import os
+import errno
+import shutil
 import struct
 import tempfile
 from functools import cached_property
@@ -30,7 +32,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from grokscope.config import RunConfig
-from grokscope.errors import CorruptFileError, UsageError
+from grokscope.errors import CorruptFileError, DiskFullError, UsageError
 from grokscope.measures.transitions import transition_steps
 
 METRIC_COLUMNS = ("step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "lr")
@@ -48,10 +50,18 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, fsync it, rename it over `path`. A full disk
+    (or a quota or file-size limit) raises DiskFullError and leaves the old file as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _full(e, path, len(data)) from None
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
@@ -59,9 +69,34 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _full(e, path, len(data)) from None
         raise
+
+
+def _full(error: OSError, path: Path, size: int) -> OSError:
+    if error.errno not in NO_SPACE:
+        return error
+    return DiskFullError(f"no space left writing {path} ({format_bytes(size)}; "
+                         f"{format_bytes(free_bytes(path))} free on its disk)")
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free space on the disk that holds `path` (or its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -195,6 +230,22 @@ def stored_config(path: str | os.PathLike) -> RunConfig | None:
     except (OSError, ValueError, CorruptFileError):
         return None
     return RunConfig.from_dict(data) if data is not None else None
+
+
+def estimate_run_bytes(tensor_sizes: list[int], n_checkpoints: int, n_rows: int,
+                       resume_copies: int = 3) -> int:
+    """About how many bytes a run directory takes when complete: the checkpoints (float32
+    tensors and a safetensors header each), the resume state (the weights plus the optimizer's
+    and filters' copies: `resume_copies` in all, 3 for Adam), and the metrics table."""
+    header = 64 + 96 * len(tensor_sizes)
+    weights = 4 * sum(tensor_sizes)
+    checkpoint = weights + header
+    resume = resume_copies * weights + 2 * header + 4096
+    return n_checkpoints * checkpoint + resume + 140 * n_rows + 8192
+
+
+def directory_bytes(path: str | os.PathLike) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 class RunWriter:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from grokscope.measures.transitions import LIU_PHASES as PHASES
+from grokscope.measures.transitions import SWEEP_PHASES as PHASES
 from grokscope.measures.transitions import classify_phase
 from grokscope.store import Run
 from grokscope.tables import write_table
@@ -28,7 +28,11 @@ def phase_table(run_dir: Path, points, *, threshold: float = 0.9, lag: int = 100
         except (FileNotFoundError, ValueError, OSError):
             status, m = "missing", None
         row["status"] = status
-        if m is not None and len(m["step"]) and not np.all(np.isnan(m["train_acc"])):
+        if status == "diverged":
+            row.update(train_step=None, test_step=None, lag=None, final_train_acc=None,
+                       final_test_acc=None, phase="diverged",
+                       diverged_step=run.info.get("diverged_at_step"))
+        elif m is not None and len(m["step"]) and not np.all(np.isnan(m["train_acc"])):
             phase, t_train, t_test = classify_phase(m["step"], m["train_acc"], m["test_acc"],
                                                     threshold=threshold, lag=lag)
             if status != "complete" and phase in ("memorization", "confusion"):

@@ -152,7 +152,7 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
 
     for p in points:
         _check_same_config(run_dir / p.name, p.config)
-    pending = [p for p in points if run_status(run_dir / p.name) != "complete"]
+    pending = [p for p in points if run_status(run_dir / p.name) not in ("complete", "diverged")]
     unit = lambda members, stacked: {"vectorized": stacked and len(members) > 1, "runs": [
         (m.config.to_dict(), str(run_dir / m.name)) for m in members]}
     units, fresh = [], []
@@ -197,7 +197,7 @@ def run_unit(unit: dict, threads: int = 1) -> list[str]:
     """Train one unit (in a worker process or a Ray task); returns its run directories."""
     import torch
 
-    from grokscope.training import ensure_trained
+    from grokscope.training import TrainingDiverged, ensure_trained
     from grokscope.training.stacked import train_many
 
     if threads > 0:
@@ -206,10 +206,16 @@ def run_unit(unit: dict, threads: int = 1) -> list[str]:
     paths = [Path(p) for _, p in unit["runs"]]
     if unit["vectorized"]:
         status = unit.get("status")
-        train_many(configs, paths, status_file=Path(status) if status else None)
+        try:
+            train_many(configs, paths, status_file=Path(status) if status else None)
+        except TrainingDiverged:
+            pass  # the group's one run diverged: its run.json says so, the phase table shows it
     else:
         for config, path in zip(configs, paths):
-            ensure_trained(config, path)
+            try:
+                ensure_trained(config, path)
+            except TrainingDiverged:
+                pass  # likewise: a diverged cell is a result, not a failed sweep
     return [str(p) for p in paths]
 
 

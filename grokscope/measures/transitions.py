@@ -34,6 +34,7 @@ CIRCUIT_END_FRACTION = 0.1
 CLEANUP_END_FRACTION = 0.001
 
 LIU_PHASES = ("comprehension", "grokking", "memorization", "confusion")
+SWEEP_PHASES = (*LIU_PHASES, "diverged")  # a sweep cell whose runs diverged has no phase of Liu et al.'s
 
 Columns = Mapping[str, np.ndarray]
 
@@ -88,6 +89,24 @@ def transition_steps(metrics: Columns) -> tuple[int | None, int | None]:
     return out[0], out[1]
 
 
+def divergence_step(metrics: Columns) -> int | None:
+    """The first step whose train loss or weight norm is not finite (the run diverged), or None."""
+    bad = ~np.isfinite(np.asarray(metrics["train_loss"], dtype=np.float64))
+    if "weight_norm" in metrics:
+        bad |= ~np.isfinite(np.asarray(metrics["weight_norm"], dtype=np.float64))
+    hits = np.flatnonzero(bad)
+    return int(np.asarray(metrics["step"])[hits[0]]) if hits.size else None
+
+
+def finite_prefix(metrics: Columns) -> tuple[dict[str, np.ndarray], int | None]:
+    """The rows before the run diverged (all of them when it did not), and the divergence step."""
+    step = divergence_step(metrics)
+    if step is None:
+        return dict(metrics), None
+    keep = np.asarray(metrics["step"]) < step
+    return {k: np.asarray(v)[keep] for k, v in metrics.items()}, step
+
+
 def classify_phase(steps, train_acc, test_acc, *, threshold: float = 0.9,
                    lag: int = 1000) -> tuple[str, int | None, int | None]:
     """(phase, train step, test step) of one run (Liu et al. 2022, their criteria): the first
@@ -121,6 +140,7 @@ def locate_phases(metrics: Columns, *, cross_entropy: bool = True,
     falls. Intervals of zero length are left out. `restricted`: the `progress` table, for the
     step the restricted loss first fell below 1.
     """
+    metrics, diverged = finite_prefix(metrics)
     steps = np.asarray(metrics["step"])
     test_loss = np.asarray(metrics["test_loss"], dtype=np.float64)
     mem, gen = transition_steps(metrics)
@@ -130,6 +150,8 @@ def locate_phases(metrics: Columns, *, cross_entropy: bool = True,
         "thresholds": {"train_acc": MEMORIZED, "test_acc": GENERALIZED},
         "phases": [],
     }
+    if diverged is not None:
+        out["diverged_step"] = diverged
     if restricted is not None and "restricted_loss" in restricted:
         out["restricted_loss_below_1_step"] = first_step_below(restricted["step"],
                                                                restricted["restricted_loss"], 1.0)

@@ -104,4 +104,4 @@ class FourierProbe(Probe):
 
     def headlines(self) -> list[Headline]:
         return [Headline("gini_embed", "Gini of the Fourier norms of W_E"),
-                Headline("key_frequencies", "Key frequencies", kind="last")]
+                Headline("key_frequencies", "Key frequencies", kind="last", only_if_generalized=True)]

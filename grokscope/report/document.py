@@ -56,7 +56,7 @@ def transitions(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> list[
     return sorted(out)
 
 
-def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> list[str]:
+def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec], generalized: bool) -> list[str]:
     """The claims each probe's spec asks the summary to state, from its table."""
     lines = []
     for probe, spec in specs.items():
@@ -64,14 +64,22 @@ def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> li
         for h in spec.headlines:
             if table is None or h.column not in table or not len(table[h.column]):
                 continue
+            if h.only_if_generalized and not generalized:
+                continue
             values = table[h.column]
+            if values.dtype.kind == "f":
+                values = values[np.isfinite(values)]
+                if not len(values):
+                    continue
             if h.kind == "last":
                 words = str(values[-1]).split() if values.dtype.kind == "O" else [f"{values[-1]:g}"]
                 lines.append(f"{h.label}: {', '.join(words)}.")
             elif values.dtype.kind == "f":
-                lo, hi = change_span(table["step"], values)
-                lines.append(f"{h.label} went from {values[0]:.{h.digits}f} to {values[-1]:.{h.digits}f}"
-                             + (f", mostly between steps {lo:,} and {hi:,}." if lo is not None else "."))
+                lo, hi = change_span(table["step"][np.isfinite(table[h.column])], values)
+                if lo is None:
+                    continue
+                lines.append(f"{h.label} went from {values[0]:.{h.digits}f} to {values[-1]:.{h.digits}f}, "
+                             f"mostly between steps {lo:,} and {hi:,}.")
     return lines
 
 
@@ -79,6 +87,9 @@ def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, R
             training: Table | None = None) -> list[str]:
     lines = []
     mem, gen = phases.get("memorization_step"), phases.get("generalization_step")
+    if phases.get("diverged_step") is not None:
+        lines.append(f"The run diverged at step {phases['diverged_step']:,}: its training loss stopped being "
+                     "finite, and training stopped there. Everything below describes the steps before it.")
     if training is not None and not np.isfinite(np.asarray(training["train_acc"], dtype=float)).any():
         lines.append(f"Regression run: train loss fell to {LOSS_FRACTION:.0%} of its initial value at step "
                      f"{_fmt_step(mem)}, test loss at step {_fmt_step(gen)}"
@@ -100,7 +111,7 @@ def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, R
         when = ("before" if t1 is None or r1 < t1 else "after" if r1 > t1 else "at the same step as")
         lines.append(f"Restricted loss fell below 1 at step {r1:,}, {when} test loss"
                      + (f" (step {t1:,})." if t1 is not None else " (which never did)."))
-    lines += headline_lines(tables, specs)
+    lines += headline_lines(tables, specs, generalized=gen is not None)
     if gen is not None:
         before = [t for t in transitions(tables, specs) if t[0] < gen]
         if before:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from grokscope.measures.transitions import LIU_PHASES as PHASES
+from grokscope.measures.transitions import SWEEP_PHASES as PHASES
 from grokscope.store import Run, atomic_write_text
 
 COLORS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
-          "confusion": "#9e9e9e", "": "#ffffff"}
+          "confusion": "#9e9e9e", "diverged": "#000000", "": "#ffffff"}
 
 
 def _grid(cell_rows, keys, x_key, y_key):

@@ -34,11 +34,12 @@ from torch import Tensor
 
 from grokscope.config import RunConfig
 from grokscope.console import Progress, format_duration
-from grokscope.errors import GrokscopeError, UsageError
+from grokscope.errors import DiskFullError, GrokscopeError, UsageError
 from grokscope.measures.losses import LOSSES, loss_and_accuracy
 from grokscope.measures.transitions import transition_rules, transition_steps
 from grokscope.models import build_model
-from grokscope.store import Run, RunWriter, atomic_write_json, run_status, stored_config
+from grokscope.store import (Run, RunWriter, atomic_write_json, directory_bytes, estimate_run_bytes,
+                             format_bytes, free_bytes, run_status, stored_config)
 from grokscope.tasks import build_task, task_targets
 from grokscope.training.optim import (
     Grokfast,
@@ -55,6 +56,10 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 class TrainingInterrupted(GrokscopeError):
     exit_code = 130
+
+
+class TrainingDiverged(GrokscopeError):
+    """The loss (or the weights) stopped being finite; the run's status is `diverged`."""
 
 
 # ---------------------------------------------------------------- checks and norms
@@ -88,6 +93,26 @@ def project_to_norm(params: list[Tensor], norm: float) -> None:
 
 def default_out(config: RunConfig) -> Path:
     return Path("checkpoints") / config.name
+
+
+def disk_estimate(config: RunConfig, model: torch.nn.Module) -> int:
+    """About how many bytes the run directory of `config` takes when complete."""
+    o = config.optim
+    copies = {"adamw": 3, "adam": 3}.get(o.name, 2 if o.momentum else 1)
+    copies += {"ema": 1, "ma": o.grokfast_window}.get(o.grokfast, 0)
+    sizes = [t.numel() for t in model.state_dict().values()]
+    n_checkpoints = len(checkpoint_schedule(config.train.steps, config.checkpoint))
+    return estimate_run_bytes(sizes, n_checkpoints, config.train.steps // config.train.log_every + 1, copies)
+
+
+def check_disk(out: Path, needed: int, resume: bool) -> None:
+    """Refuse to start a run the disk clearly cannot hold."""
+    free = free_bytes(out)
+    if needed > free:
+        how = f"`grokscope train --resume {out}`" if resume else "the same command"
+        raise UsageError(f"{out}: the run needs about {format_bytes(needed)} more on disk and "
+                         f"{format_bytes(free)} are free; free space and run {how}, choose another --out, "
+                         "or keep fewer checkpoints (checkpoint.every, checkpoint.log_points)")
 
 
 def check_config(config: RunConfig) -> None:
@@ -134,6 +159,7 @@ class RunState:
     grokfast: Grokfast | None
     step: int = 0
     fixed_norm: float | None = None
+    diverged_at: int | None = None
 
     @property
     def params(self) -> list[Tensor]:
@@ -183,13 +209,15 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
     if fixed is not None:
         project_to_norm(params, fixed)  # start on the sphere too
     o = config.optim
+    estimate = disk_estimate(config, model)
+    check_disk(out, estimate - (directory_bytes(out) if resume else 0), resume)
     info = {
         "grokscope_version": __version__, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "device": device,
         "config": config.to_dict(), "status": "running",
         "n_params": sum(p.numel() for p in params),
         "schedule": checkpoint_schedule(config.train.steps, config.checkpoint),
-        "fixed_norm": fixed, **(info_extra or {}),
+        "fixed_norm": fixed, "disk_estimate_bytes": estimate, **(info_extra or {}),
     }
     st = RunState(writer, task, info, model, make_optimizer(config, model),
                   torch.Generator().manual_seed(config.train.seed + 1),
@@ -221,6 +249,8 @@ class Stepper(Protocol):
     step: int
     resume_hint: str
 
+    def active(self) -> list[RunState]: ...          # the runs that have not diverged
+    def non_finite(self) -> list[RunState]: ...      # active runs whose training loss is not finite
     def forward(self) -> None: ...
     def log(self, lr: float) -> str: ...
     def checkpoint(self) -> None: ...
@@ -273,11 +303,16 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
                 io_seconds += flush_seconds
             stepper.forward()
             lr = lr_at(config, s)
-            if s % t.log_every == 0 or s == t.steps:
+            diverged = stepper.non_finite()
+            if s % t.log_every == 0 or s == t.steps or diverged:
                 bar.update(s, stepper.log(lr))
                 if status_file is not None and time.perf_counter() - last_status > 2.0:
                     atomic_write_json(status_file, {"step": s, "steps": t.steps})
                     last_status = time.perf_counter()
+            for st in diverged:
+                mark_diverged(st, config, s)
+            if not stepper.active():
+                break
             if s in to_checkpoint:
                 t_io = time.perf_counter()
                 stepper.checkpoint()
@@ -285,16 +320,28 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             if s == t.steps:
                 break
             stepper.update(lr)
+    except DiskFullError as e:
+        raise disk_full(stepper, e) from None
     finally:
         bar.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    stepper.step = t.steps
-    stepper.flush()
     elapsed = time.perf_counter() - t_start
+    if not stepper.active():
+        if len(stepper.runs) == 1:
+            raise TrainingDiverged(stepper.runs[0].info["divergence"])
+        return [Run(st.writer.path) for st in stepper.runs]
+    stepper.step = t.steps
+    try:
+        stepper.flush()
+    except DiskFullError as e:
+        raise disk_full(stepper, e) from None
     runs = []
     group = {"group_seconds": round(elapsed, 3)} if len(stepper.runs) > 1 else {}
     for st in stepper.runs:
+        if st.diverged_at is not None:
+            runs.append(Run(st.writer.path))
+            continue
         memorized, generalized = transition_steps(st.writer.metrics())
         st.writer.set_status(st.info, "complete", memorization_step=memorized,
                              generalization_step=generalized,
@@ -305,6 +352,35 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
                   file=sys.stderr)
         runs.append(Run(st.writer.path))
     return runs
+
+
+def disk_full(stepper: Stepper, error: DiskFullError) -> DiskFullError:
+    """One line: what filled, how much the run still needs, how to continue; status interrupted
+    where run.json can still be written (nothing written before is lost: every write is atomic)."""
+    need = 0
+    for st in stepper.active():
+        need += max(st.info.get("disk_estimate_bytes", 0) - directory_bytes(st.writer.path), 0)
+        try:
+            st.writer.set_status(st.info, "interrupted")
+        except (DiskFullError, OSError):
+            pass
+    return DiskFullError(f"{error}; the run needs about {format_bytes(need)} more: free space, then "
+                         f"{stepper.resume_hint}")
+
+
+def mark_diverged(st: RunState, config: RunConfig, step: int) -> None:
+    """Stop a run whose loss is no longer finite: its metric rows (the last one showing the
+    non-finite values) are written, the resume state and checkpoints keep the last finite
+    weights, and run.json says `diverged` with the step and the likely cause."""
+    st.diverged_at = step
+    row = st.writer.rows[-1] if st.writer.rows and st.writer.rows[-1][0] == step else None
+    loss = f"train loss {row[1]:g}" if row is not None else "the training loss is not finite"
+    cause = (f"lower optim.lr (now {config.optim.lr:g})"
+             + (f" or model.init_scale (now {config.model.init_scale:g})" if config.model.init_scale != 1 else
+                " or the initialization scale (model.init_scale)"))
+    message = f"{st.writer.path}: diverged at step {step:,} ({loss}); {cause} and train again"
+    st.writer.write_metrics()
+    st.writer.set_status(st.info, "diverged", diverged_at_step=step, divergence=message)
 
 
 def summary_line(out: Path, memorized: int | None, generalized: int | None, elapsed: float,
@@ -336,6 +412,12 @@ class PlainStepper:
         self.targets = targets.to(device) if targets is not None else None
         n_train = self.train_x.shape[0]
         self.full_batch = t.batch_size == 0 or t.batch_size >= n_train
+
+    def active(self) -> list[RunState]:
+        return [self.st] if self.st.diverged_at is None else []
+
+    def non_finite(self) -> list[RunState]:
+        return [] if torch.isfinite(self.loss) else [self.st]
 
     def forward(self) -> None:
         st, t = self.st, self.config.train
@@ -395,9 +477,13 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
     out = Path(out) if out is not None else default_out(config)
     if resume:
         config = stored_config(out) or config
-        if run_status(out) == "complete":
+        status = run_status(out)
+        if status == "complete":
             print(f"{out}: already complete ({config.train.steps:,} steps)", file=sys.stderr)
             return Run(out)
+        if status == "diverged":
+            raise TrainingDiverged(f"{out} diverged; resuming would diverge again: "
+                                   + Run(out).info.get("divergence", "lower optim.lr and train again"))
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     st = setup_run(config, out, resume=resume, device=device)
@@ -406,9 +492,10 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
 
 def ensure_trained(config: RunConfig, out: str | os.PathLike, *, progress: bool = False,
                    device: str = "cpu") -> Run:
-    """Make sure `out` holds this run, complete: skip it when it is, resume it when it was
-    interrupted, train it otherwise. What sweeps, landscapes and benchmarks call."""
+    """Make sure `out` holds this run, finished: skip it when it is complete or diverged, resume it
+    when it was interrupted, train it otherwise (TrainingDiverged when it diverges now). What
+    sweeps, landscapes and benchmarks call."""
     status = run_status(out)
-    if status == "complete":
+    if status in ("complete", "diverged"):
         return Run(out)
     return train(config, out, resume=status is not None, progress=progress, device=device)

@@ -166,6 +166,13 @@ class StackedStepper:
         keys = self.model.state_dict().keys()
         return {n: out[n].clone() for n in keys}
 
+    def active(self) -> list[RunState]:
+        return [st for st in self.runs if st.diverged_at is None]
+
+    def non_finite(self) -> list[RunState]:
+        bad = (~torch.isfinite(self.loss)).tolist()
+        return [st for st, b in zip(self.runs, bad) if b and st.diverged_at is None]
+
     def forward(self) -> None:
         self.grads, (self.loss, self.acc) = self.grad_fn(self.params, self.buffers, self.train_x,
                                                          self.train_y, self.targets)
@@ -184,12 +191,14 @@ class StackedStepper:
                    self.weight_norms(), (base_lr(c) * factor if self.step < steps else 0.0
                                          for c in self.configs))
         for st, col in zip(self.runs, cols):
-            st.writer.append((self.step, *col))
+            if st.diverged_at is None:
+                st.writer.append((self.step, *col))
         return f"{len(self.runs)} runs"
 
     def checkpoint(self) -> None:
         for k, st in enumerate(self.runs):
-            st.writer.save_checkpoint(self.step, self.state_dict(k))
+            if st.diverged_at is None:
+                st.writer.save_checkpoint(self.step, self.state_dict(k))
 
     def update(self, lr: float) -> None:
         self.apply_update(self.grads, self._factor(lr))
@@ -197,6 +206,8 @@ class StackedStepper:
     def flush(self) -> None:
         """Write every run's metrics and resume state in the plain trainer's format."""
         for k, st in enumerate(self.runs):
+            if st.diverged_at is not None:
+                continue  # its resume state keeps the last finite weights
             with torch.no_grad():
                 st.model.load_state_dict(self.state_dict(k))
             opt = st.optimizer
