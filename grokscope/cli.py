@@ -429,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     except GrokscopeError as e:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a permission, a missing folder, a device error: what and where, in one line
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"grokscope: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("grokscope: interrupted", file=sys.stderr)
         return 130

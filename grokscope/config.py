@@ -272,6 +272,12 @@ def load_preset(name: str) -> RunConfig:
     if name not in names:
         raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(names)}")
     text = resources.files("grokscope.presets").joinpath(f"{name}.toml").read_text()
-    data = tomllib.loads(text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        from grokscope.errors import CorruptFileError
+
+        raise CorruptFileError(f"preset {name}.toml is not valid TOML ({e}); reinstall grokscope "
+                               "or undo the edit") from None
     data.setdefault("name", name)
     return RunConfig.from_dict(data)

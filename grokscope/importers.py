@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -45,7 +46,9 @@ def import_nanda(src: str | Path, out: str | Path) -> Run:
     if not src.is_file():
         raise UsageError(f"{src} does not exist; pass the .pth file of a Nanda et al. run")
     try:
-        data = torch.load(src, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols: our error is one line
+            warnings.simplefilter("ignore")
+            data = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CorruptFileError(f"{src} could not be loaded as a weights-only torch file ({type(e).__name__}: "
                                f"{str(e).splitlines()[0][:200]})") from None

@@ -15,10 +15,10 @@ looks complete. Nothing is unpickled: tensors are safetensors, the rest JSON and
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
-import errno
 import shutil
 import struct
 import tempfile
@@ -107,11 +107,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, fix: str = "") -> Any:
+    """A JSON file; a damaged one raises CorruptFileError naming the file, the line and `fix`."""
     try:
         return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise CorruptFileError(f"{path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "not text"
+        raise CorruptFileError(f"{path} is not valid JSON ({where})" + (f"; {fix}" if fix else "")) from None
 
 
 # ---------------------------------------------------------------- safetensors
@@ -188,6 +190,8 @@ def format_metrics(rows: list[tuple]) -> str:
 
 
 def read_metrics_rows(path: Path) -> list[tuple]:
+    """The rows of a metrics table. A row cut short by a crash ends the table (resuming recomputes
+    it); a cell that is not a number raises CorruptFileError naming the row and the column."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
@@ -195,12 +199,31 @@ def read_metrics_rows(path: Path) -> list[tuple]:
         header = next(reader, None)
         if header is None:
             return []
+        if header[: len(METRIC_COLUMNS)] != list(METRIC_COLUMNS):
+            raise CorruptFileError(f"{path} line 1 is not the metrics header ({','.join(METRIC_COLUMNS)}); "
+                                   "restore the file from a copy, or train the run again")
         rows = []
-        for line in reader:
+        for number, line in enumerate(reader, start=2):
             if len(line) != len(header):
                 break  # a row cut short by a crash: everything after it is recomputed
-            rows.append((int(line[0]), *map(float, line[1:])))
+            try:
+                rows.append((int(line[0]), *map(float, line[1:])))
+            except ValueError:
+                col, cell = _bad_cell(header, line)
+                raise CorruptFileError(
+                    f"{path} line {number} has {cell!r} in column {col}, not a number; restore it from a "
+                    f"copy, or delete line {number} and the lines after it (`grokscope analyze --probe "
+                    "metrics` recomputes the losses from the checkpoints)") from None
     return rows
+
+
+def _bad_cell(header: list[str], line: list[str]) -> tuple[str, str]:
+    for col, cell in zip(header, line):
+        try:
+            int(cell) if col == "step" else float(cell)
+        except ValueError:
+            return col, cell
+    return header[0], line[0]
 
 
 def metrics_columns(rows: list[tuple]) -> dict[str, np.ndarray]:
@@ -342,8 +365,14 @@ class Run:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.info = read_json(self.path / RUN_INFO)
-        self.config = RunConfig.from_dict(self.info["config"])
+        fix = "restore it from a copy; without it the run cannot be read or resumed"
+        self.info = read_json(self.path / RUN_INFO, fix)
+        if not isinstance(self.info, dict) or not isinstance(self.info.get("config"), dict):
+            raise CorruptFileError(f"{self.path / RUN_INFO} has no config table; {fix}")
+        try:
+            self.config = RunConfig.from_dict(self.info["config"])
+        except UsageError as e:
+            raise CorruptFileError(f"{self.path / RUN_INFO}: {e}") from None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r}, steps={len(self.steps)})"
@@ -394,7 +423,11 @@ class Run:
     def task(self):
         from grokscope.tasks import build_task
 
-        return build_task(self.config).with_split(read_json(self.path / SPLIT))
+        fix = "restore it from a copy (it holds the run's exact train/test split)"
+        split = read_json(self.path / SPLIT, fix)
+        if not isinstance(split, dict) or not {"train_indices", "test_indices"} <= set(split):
+            raise CorruptFileError(f"{self.path / SPLIT} lacks train_indices or test_indices; {fix}")
+        return build_task(self.config).with_split(split)
 
     def new_model(self) -> torch.nn.Module:
         from grokscope.models import build_model

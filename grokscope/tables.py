@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grokscope.errors import UsageError
+from grokscope.errors import CorruptFileError, UsageError
 from grokscope.store import atomic_write_bytes, atomic_write_json, read_json
 
 Table = dict[str, np.ndarray]
@@ -55,11 +58,24 @@ def write_table(path: Path, table: Table) -> None:
     atomic_write_bytes(path, out.getvalue().encode())
 
 
-def read_table(path: Path) -> Table:
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader)
-        rows = list(reader)
+def read_table(path: Path, fix: str = "delete it and re-run the command that wrote it") -> Table:
+    """A tidy table. Structural damage (no header, a row with more cells than the header, a step
+    that is not an integer) raises CorruptFileError naming the file, the line and `fix`; a column
+    holding anything but numbers is read as text."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CorruptFileError(f"{path} is not a CSV table ({e}); {fix}") from None
+    if not header:
+        raise CorruptFileError(f"{path} is empty; {fix}")
+    for number, row in enumerate(rows, start=2):
+        if len(row) > len(header):
+            raise CorruptFileError(f"{path} line {number} has {len(row)} cells for {len(header)} columns; {fix}")
+        if header[0] == "step" and row and not row[0].lstrip("-").isdigit():
+            raise CorruptFileError(f"{path} line {number} has step {row[0]!r}, not an integer; {fix}")
     table: Table = {}
     for j, col in enumerate(header):
         raw = [r[j] if j < len(r) else "" for r in rows]
@@ -85,7 +101,7 @@ def read_landscape(path: str | Path) -> Table:
     csv_path = landscape_table_path(path)
     if not csv_path.exists():
         raise UsageError(f"{csv_path} does not exist; make it with `grokscope landscape --preset ... --out {path}`")
-    return read_table(csv_path)
+    return read_table(csv_path, f"re-run `grokscope landscape` with --out {path} (finished runs are reused)")
 
 
 # ---------------------------------------------------------------- the analysis directory
@@ -104,7 +120,12 @@ def has_manifest(out: str | Path) -> bool:
 def read_manifest(out: str | Path) -> dict[str, Any]:
     """The manifest of an analysis directory ({} where there is none yet)."""
     path = Path(out) / MANIFEST
-    return read_json(path) if path.exists() else {}
+    if not path.exists():
+        return {}
+    manifest = read_json(path, "delete it and re-run `grokscope analyze` (cached results are kept)")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("probes", {}), dict):
+        raise CorruptFileError(f"{path} is not a manifest; delete it and re-run `grokscope analyze`")
+    return manifest
 
 
 def write_manifest(out: str | Path, manifest: dict[str, Any]) -> None:
@@ -118,10 +139,44 @@ def result_path(out: str | Path, probe: str) -> Path:
 
 def read_result(out: str | Path, probe: str) -> dict[str, Any]:
     path = result_path(out, probe)
-    return read_json(path) if path.exists() else {}
+    return read_json(path, "delete it and re-run `grokscope analyze`") if path.exists() else {}
 
 
 def write_result(out: str | Path, probe: str, value: dict[str, Any]) -> Path:
     path = result_path(out, probe)
     atomic_write_json(path, value)
     return path
+
+
+@contextmanager
+def analysis_lock(out: str | Path, announce: bool = True):
+    """Hold `<analysis dir>/.cache/analyze.lock` while analyzing or building the report: a second
+    analysis of the same directory waits for the first and then finds its results in the cache,
+    and two report builds never interleave their manifest updates. The lock is an flock, which
+    the kernel releases when its holder exits, killed or not, so a lock is never stale. (No lock
+    where fcntl does not exist.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    cache_dir = Path(out) / ".cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / "analyze.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            if announce:
+                print(f"{out}: waiting for the analysis in progress (pid {holder}) to finish; "
+                      "its results will be reused", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

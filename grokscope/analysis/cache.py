@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from grokscope.errors import CorruptFileError
 from grokscope.probes.base import Probe
 from grokscope.store import Run, atomic_write_bytes, atomic_write_json, read_json
 
@@ -19,13 +20,18 @@ from grokscope.store import Run, atomic_write_bytes, atomic_write_json, read_jso
 def checkpoint_hashes(run: Run, steps: list[int], cache_dir: Path) -> dict[int, str]:
     """sha256 of each checkpoint file, remembered by (size, mtime) so re-runs do not re-read."""
     index_path = cache_dir / "hashes.json"
-    index = read_json(index_path) if index_path.exists() else {}
+    try:
+        index = read_json(index_path) if index_path.exists() else {}
+    except CorruptFileError:
+        index = {}  # a damaged index is rebuilt by hashing again
+    if not isinstance(index, dict):
+        index = {}
     out, changed = {}, False
     for step in steps:
         path = run.checkpoint_path(step)
         st = path.stat()
         entry = index.get(path.name)
-        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [st.st_size, st.st_mtime_ns]:
             out[step] = entry[2]
             continue
         digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -28,12 +28,13 @@ import numpy as np
 from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkpoint_hashes
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
 from grokscope.console import Progress
-from grokscope.errors import UsageError
+from grokscope.errors import CorruptFileError, UsageError
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe
 from grokscope.specs import write_spec
 from grokscope.store import Run, atomic_write_bytes, load_run
 from grokscope.tables import (
     Table,
+    analysis_lock,
     read_manifest,
     read_table,
     rows_to_table,
@@ -125,9 +126,24 @@ def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike
                            or all(isinstance(p, str) for p in probes) else probes, params)
     if not run.steps:
         raise UsageError(f"run {run.path} has no checkpoints yet")
+    _ = run.task  # a damaged split.json stops the analysis here, in one line, not at every checkpoint
     chosen = select_steps(run.steps, every, steps, count)
     out.mkdir(parents=True, exist_ok=True)
-    entries = read_manifest(out).get("probes", {})
+    with analysis_lock(out, announce=progress):
+        tables = _analyze_locked(run, selected, chosen, out, jobs, device, progress)
+    if report:
+        from grokscope.report.document import build_report
+
+        build_report(out, run)
+    return tables
+
+
+def _analyze_locked(run: Run, selected: list[Selected], chosen: list[int], out: Path, jobs: int,
+                    device: str, progress: bool) -> dict[str, Table]:
+    try:
+        entries = read_manifest(out).get("probes", {})
+    except CorruptFileError:
+        entries = {}  # rewritten below from what this analysis runs; cached results are kept
     t_start = time.perf_counter()
 
     active = []
@@ -153,10 +169,6 @@ def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike
         "checkpoints": chosen, "probes": entries,
         "seconds": round(time.perf_counter() - t_start, 3),
     })
-    if report:
-        from grokscope.report.document import build_report
-
-        build_report(out, run)
     return tables
 
 

@@ -22,6 +22,7 @@ from grokscope.specs import SPEC_SUFFIX, ReportSpec, read_spec
 from grokscope.store import Run, atomic_write_text
 from grokscope.tables import (
     Table,
+    analysis_lock,
     has_manifest,
     read_manifest,
     read_result,
@@ -134,6 +135,13 @@ def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
 
 
 def build_report(out: Path, run: Run | None = None, force: bool = False) -> Path:
+    """Figures for every table (from its probe's stored spec), then report.md and report.html in
+    `out`; returns report.html (see `_build`). Holds the analysis directory's lock."""
+    with analysis_lock(out, announce=False):
+        return _build(Path(out), run, force)
+
+
+def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
     """Figures for every table (from its probe's stored spec), then report.md and report.html in
     `out`; returns report.html. Reads only the analysis directory's tables, specs, phases and
     manifest (and the run's metrics, copied to training.csv). Skips the work when nothing it

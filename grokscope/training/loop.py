@@ -38,8 +38,17 @@ from grokscope.errors import DiskFullError, GrokscopeError, UsageError
 from grokscope.measures.losses import LOSSES, loss_and_accuracy
 from grokscope.measures.transitions import transition_rules, transition_steps
 from grokscope.models import build_model
-from grokscope.store import (Run, RunWriter, atomic_write_json, directory_bytes, estimate_run_bytes,
-                             format_bytes, free_bytes, run_status, stored_config)
+from grokscope.store import (
+    Run,
+    RunWriter,
+    atomic_write_json,
+    directory_bytes,
+    estimate_run_bytes,
+    format_bytes,
+    free_bytes,
+    run_status,
+    stored_config,
+)
 from grokscope.tasks import build_task, task_targets
 from grokscope.training.optim import (
     Grokfast,
