@@ -61,6 +61,7 @@ from grokscope.training.schedule import checkpoint_schedule
 from grokscope.version import __version__
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+MAX_LR_STEP = 1e37  # torch's AdamW computes 1 - lr * weight_decay in float32: 1e38 overflows
 
 
 class TrainingInterrupted(GrokscopeError):
@@ -128,6 +129,9 @@ def check_config(config: RunConfig) -> None:
     t, o = config.train, config.optim
     if t.steps < 1:
         raise UsageError(f"train.steps must be at least 1, got {t.steps}")
+    if not (o.lr >= 0 and o.weight_decay >= 0 and o.lr * max(o.weight_decay, 1.0) <= MAX_LR_STEP):
+        raise UsageError(f"optim.lr ({o.lr:g}) and optim.weight_decay ({o.weight_decay:g}) must be >= 0 with "
+                         f"lr x max(weight_decay, 1) <= {MAX_LR_STEP:g} (torch's optimizers overflow above it)")
     if t.loss not in LOSSES:
         raise UsageError(f"unknown train.loss {t.loss!r}; choose one of {', '.join(LOSSES)}")
     if t.loss_dtype not in DTYPES:
