@@ -194,6 +194,15 @@ def read_metrics_rows(path: Path) -> list[tuple]:
     it); a cell that is not a number raises CorruptFileError naming the row and the column."""
     if not path.exists():
         return []
+    try:
+        return _read_metrics_rows(path)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CorruptFileError(f"{path} is not a CSV table ({type(e).__name__}); restore it from a copy "
+                               "(`grokscope analyze --probe metrics` recomputes the losses from the "
+                               "checkpoints)") from None
+
+
+def _read_metrics_rows(path: Path) -> list[tuple]:
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)

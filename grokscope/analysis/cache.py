@@ -58,8 +58,8 @@ def cache_read(path: Path) -> dict[str, Any] | None:
                 arrays = {k: data[k] for k in data.files}
         entry["arrays"] = arrays
         return entry
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache entry is recomputed
+    except Exception:  # zip, JSON, key or shape errors alike: a damaged entry is recomputed
+        return None
 
 
 def cache_write(path: Path, result: dict[str, Any]) -> None:

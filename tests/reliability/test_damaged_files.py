@@ -1,0 +1,85 @@
+"""Every file grokscope reads, truncated or garbled in turn: each command either works or says
+what is wrong in one line (exit 1 or 2); no traceback, ever."""
+
+import fnmatch
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import cli, tiny_config
+
+from grokscope.analysis import analyze
+from grokscope.training import train
+
+ANALYZE = ("analyze", "{run}", "--probe", "weights,fourier", "--every", "40", "--out", "{analysis}", "--quiet")
+COMMANDS = {  # what reads the files of each directory
+    "run": [("info", "{run}"), ANALYZE, ("compare", "{run}", "--out", "{compare}"),
+            ("train", "--resume", "{run}", "--quiet")],
+    "analysis": [("report", "{analysis}"), ANALYZE],
+}
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory):
+    base = tmp_path_factory.mktemp("damage")
+    config = tiny_config(train={"steps": 80}, checkpoint={"every": 40, "log_points": 0, "dense_until": 1})
+    run = train(config, base / "run", progress=False)
+    analyze(run, ["weights", "fourier"], out=base / "analysis", every=40, progress=False)
+    return base
+
+
+def damage(path: Path, how: str, rng: random.Random) -> None:
+    data = path.read_bytes()
+    if how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:  # garble: overwrite a stretch in the middle with random bytes
+        i = len(data) // 3
+        junk = bytes(rng.randrange(256) for _ in range(max(8, len(data) // 10)))
+        path.write_bytes(data[:i] + junk + data[i + len(junk):])
+
+
+# every file of a run directory and an analysis directory that grokscope reads back
+FILES = ["run/run.json", "run/split.json", "run/metrics.csv", "run/checkpoints/step_00000000.safetensors",
+         "run/checkpoints/step_00000080.safetensors", "run/resume/state.safetensors",
+         "analysis/manifest.json", "analysis/phases.json", "analysis/training.csv", "analysis/weights.csv",
+         "analysis/weights.spec.json", "analysis/fourier.csv", "analysis/fourier.spec.json",
+         "analysis/fourier.npz", "analysis/.cache/hashes.json", "analysis/.cache/fourier/*.json",
+         "analysis/.cache/fourier/*.npz"]
+
+
+def test_the_list_covers_every_stored_file(originals):
+    """Every kind of file the two directories hold is damaged by the test below (one checkpoint
+    and one cache entry stand for the rest of their kind)."""
+    kinds = FILES + ["run/checkpoints/*.safetensors", "analysis/.cache/*/*.json", "analysis/.cache/*/*.npz",
+                     "analysis/*.png", "analysis/*.pdf", "analysis/*.svg", "analysis/report.*",
+                     "analysis/.cache/report.digest", "analysis/.cache/analyze.lock"]
+    for path in originals.rglob("*"):
+        if path.is_file():
+            rel = str(path.relative_to(originals))
+            assert any(fnmatch.fnmatch(rel, k) for k in kinds), rel
+
+
+@pytest.mark.parametrize("how", ["garble", pytest.param("truncate", marks=pytest.mark.slow),
+                                 pytest.param("empty", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("pattern", FILES)
+def test_every_stored_file_damaged_in_turn(originals, tmp_path, pattern, how, tally):
+    rng = random.Random(f"{pattern} {how}")
+    case = tmp_path / "case"
+    shutil.copytree(originals, case)
+    name = str(sorted(case.glob(pattern))[0].relative_to(case))
+    damage(case / name, how, rng)
+    for command in COMMANDS[name.split("/")[0]]:
+        args = [a.format(run=case / "run", analysis=case / "analysis", compare=case / "compare")
+                for a in command]
+        r = cli(*args)  # an exception here is a traceback a user would see
+        tally["damaged-file commands run"] += 1
+        assert r.returncode in (0, 1, 2), (name, how, args, r.returncode)
+        assert "Traceback" not in r.stderr
+        if r.returncode:
+            errors = [line for line in r.stderr.splitlines() if line.startswith("grokscope: error: ")]
+            assert len(errors) == 1 and r.stderr.strip().endswith(errors[0]), (name, how, args, r.stderr)
+            tally["damaged-file one-line errors"] += 1
+    tally["files damaged"] += 1

@@ -1,0 +1,97 @@
+"""A full disk: one line saying what filled and how to continue, status `interrupted`, nothing
+lost (resuming gives the files of an uninterrupted run byte for byte); a run the disk clearly
+cannot hold is refused before anything is written."""
+
+import errno
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, cli, tiny_config
+
+import grokscope.store as store
+from grokscope.errors import DiskFullError, UsageError
+from grokscope.training import train
+
+
+def files(run_dir: Path) -> dict[str, bytes]:
+    out = {}
+    for p in sorted(run_dir.rglob("*")):
+        if p.is_file() and p.name != "run.json":
+            out[str(p.relative_to(run_dir))] = p.read_bytes()
+    return out
+
+
+def fill_disk_at(monkeypatch, write: int):
+    """The `write`-th atomic write (counting from 1) finds the disk full, once."""
+    real, count = os.fsync, [0]
+
+    def fsync(fd):
+        count[0] += 1
+        if count[0] == write:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    return lambda: monkeypatch.setattr(store.os, "fsync", real)
+
+
+def test_a_disk_that_fills_at_a_random_write_loses_nothing(tmp_path, monkeypatch, tally):
+    config = tiny_config(train={"steps": 120}, checkpoint={"every": 10, "resume_seconds": 0.0})
+    train(config, tmp_path / "ref", progress=False)
+    reference = files(tmp_path / "ref")
+    n_writes = len(reference) + 40   # checkpoints, metrics and resume state are rewritten often
+    rng = random.Random(13)
+    for i, write in enumerate(sorted(rng.sample(range(1, n_writes), 6))):
+        out = tmp_path / f"r{i}"
+        undo = fill_disk_at(monkeypatch, write)
+        try:
+            train(config, out, progress=False)
+            undo()
+            continue  # the run made fewer writes than that
+        except DiskFullError as e:
+            undo()
+            message = str(e)
+        tally["disk-full faults injected"] += 1
+        assert "\n" not in message and "no space left writing" in message and "--resume" in message
+        assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+        train(config, out, resume=True, progress=False)
+        assert files(out) == reference, write
+        tally["runs resumed identically after a full disk"] += 1
+
+
+def test_a_file_size_limit_gives_one_line_and_no_traceback(tmp_path, tally):
+    """A real limit (RLIMIT_FSIZE, the kernel's EFBIG) on the CLI in a fresh process."""
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
+            "from grokscope.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "train", "--preset", "quickstart", "--set", "task.p=13",
+                        "--set", "train.steps=30", "--out", str(tmp_path / "r"), "--quiet"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert "no space left writing" in r.stderr and "--resume" in r.stderr
+    tally["disk-full faults injected"] += 1
+
+
+def test_train_refuses_a_disk_that_cannot_hold_the_run(tmp_path, monkeypatch):
+    import grokscope.training.loop as loop
+
+    monkeypatch.setattr(loop, "free_bytes", lambda path: 10_000)
+    with pytest.raises(UsageError, match=r"needs about .* on disk and 10.0 KB are free"):
+        train(tiny_config(), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_disk_estimate_is_close_and_info_shows_it_before_the_run(tmp_path):
+    run = train(tiny_config(train={"steps": 300}, optim={"grokfast": "ema"}), tmp_path / "r", progress=False)
+    used, estimate = store.directory_bytes(run.path), run.info["disk_estimate_bytes"]
+    assert 0.9 < estimate / used < 1.15, (estimate, used)
+    r = cli("info", "--preset", "nanda")
+    assert r.returncode == 0 and "disk        about 369.7 MB when complete" in r.stdout
+    r = cli("info", run.path)
+    assert "disk        " in r.stdout and "when complete" in r.stdout
