@@ -305,6 +305,11 @@ class RunWriter:
             raise UsageError(f"{out} holds an unfinished run of this config; continue it with "
                              f"`grokscope train --resume {out}`")
         if out.exists() and any(out.iterdir()):
+            left = {p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+            if left <= {SPLIT}:  # a creation killed before run.json was written: start it again
+                for p in out.iterdir():
+                    p.unlink()
+                return
             raise UsageError(f"{out} is not empty and is not a grokscope run; choose another --out")
 
     def create(self, info: dict[str, Any], split: dict[str, Any]) -> None:

@@ -7,7 +7,9 @@ bash scripts/setup.sh
 if [ $# -gt 0 ]; then
   exec python -m pytest -q "$@"
 fi
-# The default run (slow tests deselected), then the two resume tests that kill a real training
-# process (slow only for their two fresh processes' imports): CI keeps both.
+# The default run (slow tests deselected), then the slow part of the fault-injection suite:
+# real SIGKILL/SIGINT of fresh processes and every stored file truncated or emptied (slow only
+# for their many fresh processes and cases). CI runs both; `-m slow` alone adds the long
+# end-to-end runs (quickstart to grokking).
 python -m pytest -q
-python -m pytest -q -m slow -k real_interrupt
+python -m pytest -q -m slow -k "real_interrupt or sigkill or damaged"

@@ -69,3 +69,17 @@ def test_missing_step_lists_steps(tiny, tmp_path):
     run = train(tiny(), tmp_path / "r", progress=False)
     with pytest.raises(UsageError, match="no checkpoint at step 33"):
         run.model(33)
+
+
+def test_a_creation_killed_before_run_json_is_started_again(tiny, tmp_path):
+    """A run directory holding only split.json (killed between the two writes of its creation)
+    is not 'somebody else's files': training it starts afresh."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "split.json").write_text("{}")
+    (out / ".split.json.abc.tmp").write_text("")
+    assert train(tiny(train={"steps": 5}), out, progress=False).status == "complete"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="is not empty and is not a grokscope run"):
+        train(tiny(train={"steps": 5}), tmp_path / "other", progress=False)

@@ -71,7 +71,7 @@ def select_steps(available: list[int], every: int | None = None, steps: str | No
         try:
             lo_v = int(float(lo)) if lo.strip() else None
             hi_v = int(float(hi)) if sep and hi.strip() else (lo_v if not sep else None)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise UsageError(f"--steps expects A:B (either may be empty), got {steps!r}") from None
         chosen = [s for s in chosen if (lo_v is None or s >= lo_v) and (hi_v is None or s <= hi_v)]
     if every:

@@ -64,11 +64,12 @@ def parse_grid(text: str) -> Axis:
         try:
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
             kind = parts[3] if len(parts) > 3 else "lin"
-            if kind not in ("log", "lin") or n < 1 or len(parts) > 4 or (kind == "log" and lo <= 0):
+            if (kind not in ("log", "lin") or n < 1 or len(parts) > 4 or not np.isfinite([lo, hi]).all()
+                    or (kind == "log" and min(lo, hi) <= 0)):
                 raise ValueError
         except (ValueError, IndexError):
-            raise UsageError(f"--grid {key}: expected LO:HI:N[:log|lin] with N >= 1 (and LO > 0 for "
-                             f"log), got {spec!r}") from None
+            raise UsageError(f"--grid {key}: expected LO:HI:N[:log|lin] with finite LO, HI, N >= 1 (and "
+                             f"LO, HI > 0 for log), got {spec!r}") from None
         values = np.geomspace(lo, hi, n) if kind == "log" else np.linspace(lo, hi, n)
         return Axis(key, tuple(float(f"{v:.6g}") for v in values), kind)
     values = tuple(dict.fromkeys(_number(v.strip()) for v in spec.split(",") if v.strip()))
