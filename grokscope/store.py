@@ -175,6 +175,7 @@ SPLIT = "split.json"
 METRICS = "metrics.csv"
 CHECKPOINTS = "checkpoints"
 RESUME_STATE = "resume/state.safetensors"
+RESUME_PREVIOUS = "resume/previous.safetensors"  # the state before, while a run is unfinished
 
 
 def checkpoint_name(step: int) -> str:
@@ -351,17 +352,34 @@ class RunWriter:
                      {"step": str(step), "format": "grokscope", **metadata})
 
     def has_resume_state(self) -> bool:
-        return (self.path / RESUME_STATE).exists()
+        return (self.path / RESUME_STATE).exists() or (self.path / RESUME_PREVIOUS).exists()
 
     def save_resume_state(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
         """Metrics first, then the resume state: a crash between the two only leaves extra rows,
-        which resuming drops."""
+        which resuming drops. The state it replaces is kept as the previous one, so a stacked
+        group killed while flushing its runs one by one can bring them all back to one step."""
         self.write_metrics()
-        save_tensors(self.path / RESUME_STATE, tensors, metadata)
+        state = self.path / RESUME_STATE
+        if state.exists():
+            os.replace(state, self.path / RESUME_PREVIOUS)
+        save_tensors(state, tensors, metadata)
 
-    def load_resume_state(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        return load_tensors(self.path / RESUME_STATE,
-                            hint=f"delete {self.path / Path(RESUME_STATE).parent} to restart the run from step 0")
+    def drop_previous_resume_state(self) -> None:
+        (self.path / RESUME_PREVIOUS).unlink(missing_ok=True)
+
+    def load_resume_state(self, step: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The latest resume state (or, with `step`, the one at that step); a kill between keeping
+        the previous state and writing the new one leaves only the previous: it is used."""
+        hint = f"delete {self.path / Path(RESUME_STATE).parent} to restart the run from step 0"
+        paths = [p for p in (self.path / RESUME_STATE, self.path / RESUME_PREVIOUS) if p.exists()]
+        if step is None:
+            return load_tensors(paths[0], hint=hint)
+        for path in paths:
+            tensors, meta = load_tensors(path, hint=hint)
+            if int(meta["step"]) == step:
+                return tensors, meta
+        raise CorruptFileError(f"{self.path}: no resume state at step {step:,} (its runs of one stacked group "
+                               f"stopped at different steps); {hint}")
 
     def resume_step(self) -> int:
         """The step the resume state is at (0 without one)."""

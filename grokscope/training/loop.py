@@ -187,8 +187,8 @@ class RunState:
             tensors.update(self.grokfast.to_tensors())
         return tensors, {"step": str(self.step), "optimizer": opt_meta}
 
-    def load_resume(self) -> None:
-        tensors, meta = self.writer.load_resume_state()
+    def load_resume(self, step: int | None = None) -> None:
+        tensors, meta = self.writer.load_resume_state(step)
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
         self.batch_rng.set_state(tensors["rng.batch"])
@@ -352,6 +352,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
     runs = []
     group = {"group_seconds": round(elapsed, 3)} if len(stepper.runs) > 1 else {}
     for st in stepper.runs:
+        st.writer.drop_previous_resume_state()  # only an unfinished run needs it
         if st.diverged_at is not None:
             runs.append(Run(st.writer.path))
             continue

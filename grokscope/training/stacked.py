@@ -77,10 +77,11 @@ class StackedStepper:
                                        info_extra={"trainer": f"vectorized ({len(configs)} models)",
                                                    "stacked_with": [o.name for o in outs]}))
         self.tasks = [st.task for st in self.runs]
-        steps = {st.step for st in self.runs}
-        if len(steps) != 1:
-            raise ValueError(f"runs of one vectorized group are at different steps {sorted(steps)}")
-        self.step = steps.pop()
+        self.step = min(st.step for st in self.runs)
+        for st in self.runs:
+            if st.step != self.step:  # killed while flushing the group run by run: step back to the others
+                st.load_resume(self.step)
+                st.writer.load_rows(self.step)
         self.resume_hint = "run the same command again to continue"
         self._stack()
 

@@ -90,3 +90,35 @@ def test_auto_choice():
 
 
 # ------------------------------------------------------------------ sweeps
+
+
+def test_a_group_killed_while_flushing_its_runs_resumes_bit_identically(tmp_path, monkeypatch):
+    """A group writes its runs' resume states one by one; killed between two, its runs stand at
+    different steps. Each keeps its previous state, so resuming brings them back to one step."""
+    from grokscope.training.loop import RunState
+
+    configs = [toy(60, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
+    train_many(configs, [tmp_path / "ref0", tmp_path / "ref1"])
+
+    class Killed(BaseException):
+        pass
+
+    real, flushed = RunState.flush, []
+
+    def dying(self):
+        if len(flushed) >= 3 and self.writer.path.name == "b1" and self.step > flushed[-1][1] - 1:
+            raise Killed
+        real(self)
+        flushed.append((self.writer.path.name, self.step))
+
+    monkeypatch.setattr(RunState, "flush", dying)
+    with pytest.raises(Killed):
+        train_many(configs, [tmp_path / "b0", tmp_path / "b1"])
+    monkeypatch.setattr(RunState, "flush", real)
+    steps = {name: step for name, step in flushed}
+    assert steps["b0"] > steps["b1"]                      # the two runs stopped at different steps
+    train_many(configs, [tmp_path / "b0", tmp_path / "b1"])
+    for i in range(2):
+        ref, got = tmp_path / f"ref{i}", tmp_path / f"b{i}"
+        assert {p.relative_to(ref): p.read_bytes() for p in ref.rglob("*") if p.is_file() and p.name != "run.json"} == \
+            {p.relative_to(got): p.read_bytes() for p in got.rglob("*") if p.is_file() and p.name != "run.json"}
