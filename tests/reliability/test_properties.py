@@ -121,3 +121,24 @@ def test_non_finite_weights_handed_to_every_probe(tmp_path, value, tally):
     assert (tmp_path / "a" / "report.html").exists()
     assert np.isfinite(tables["metrics"]["train_loss"][0])  # the finite checkpoint is unaffected
     assert torch.isnan(torch.tensor(tables["weights"]["weight_norm"][-1])) or value == float("inf")
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PAYLOAD_RAN",))
+
+
+def test_a_pickle_with_a_payload_is_refused_in_one_line_without_running_it(tmp_path, tally):
+    from helpers import run_cli
+
+    path = tmp_path / "evil.pth"
+    # the legacy format with pickle protocol 4 makes PyTorch print a multi-line UserWarning
+    torch.save({"model": _Payload(), "config": {"p": 113}}, path, pickle_protocol=4,
+               _use_new_zipfile_serialization=False)
+    r = run_cli("import", "nanda", path, "--out", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr   # no PyTorch warning before it
+    assert "could not be loaded as a weights-only torch file" in r.stderr
+    assert not (tmp_path / "PAYLOAD_RAN").exists() and not (tmp_path / "out").exists()
+    tally["pickles with a payload refused"] += 1
