@@ -27,3 +27,11 @@ def test_lu_probe_places_a_run_on_the_landscape(tmp_path):
     assert skipped == {}
     entry = json.loads((tmp_path / "b" / "manifest.json").read_text())["probes"]["lu"]
     assert entry["status"] == "skipped" and "grokscope landscape" in entry["reason"]
+    # a damaged landscape table: the probe fails with a one-line reason naming it; the rest goes on
+    (tmp_path / "ls" / "landscape.csv").write_text("scale,norm\n1,2,3,4\n")
+    analyze(run, ["lu", "weights"], out=tmp_path / "c", every=100,
+            params={"lu": {"landscape": str(tmp_path / "ls")}}, progress=False)
+    entries = json.loads((tmp_path / "c" / "manifest.json").read_text())["probes"]
+    assert entries["weights"]["status"] == "ok" and entries["lu"]["status"] == "failed"
+    assert "landscape.csv line 2 has 4 cells for 2 columns" in entries["lu"]["reason"]
+    assert "\n" not in entries["lu"]["reason"] and (tmp_path / "c" / "report.html").exists()
