@@ -161,8 +161,8 @@ def _plan(args) -> int:
     from grokscope.models import build_model
     from grokscope.store import format_bytes, free_bytes
     from grokscope.tasks import build_task
-    from grokscope.training.loop import check_config, default_out, disk_estimate
     from grokscope.training.schedule import checkpoint_schedule
+    from grokscope.training.state import check_config, default_out, disk_estimate
 
     config = with_overrides(load_preset(args.preset), _with_data_dir(args))
     check_config(config)

@@ -30,8 +30,9 @@ from grokscope.measures.losses import loss_and_accuracy
 from grokscope.models import build_model
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
-from grokscope.training.loop import DTYPES, RunState, default_out, run_loop, setup_run
+from grokscope.training.loop import run_loop
 from grokscope.training.optim import base_lr
+from grokscope.training.state import DTYPES, RunState, default_out, setup_run
 
 VARYING = {("train", "seed"), ("task", "split_seed"), ("optim", "lr"), ("optim", "weight_decay"),
            ("optim", "embed_lr"), ("optim", "embed_weight_decay")}

@@ -79,9 +79,9 @@ def test_a_file_size_limit_gives_one_line_and_no_traceback(tmp_path, tally):
 
 
 def test_train_refuses_a_disk_that_cannot_hold_the_run(tmp_path, monkeypatch):
-    import grokscope.training.loop as loop
+    import grokscope.training.state as state
 
-    monkeypatch.setattr(loop, "free_bytes", lambda path: 10_000)
+    monkeypatch.setattr(state, "free_bytes", lambda path: 10_000)
     with pytest.raises(UsageError, match=r"needs about .* on disk and 10.0 KB are free"):
         train(tiny_config(), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()

@@ -18,7 +18,7 @@ from grokscope.experiments.sweep import parse_grid, parse_seeds
 from grokscope.probes.base import available_probes
 from grokscope.store import save_tensors
 from grokscope.training import train
-from grokscope.training.loop import check_config
+from grokscope.training.state import check_config
 
 TEXT = st.text(alphabet=string.printable, max_size=30)
 NUMBERS = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),

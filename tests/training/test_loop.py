@@ -206,7 +206,7 @@ def test_every_preset_trains(preset, tmp_path):
 
 @pytest.mark.parametrize("model", [{}, {"name": "mlp", "hidden": (16,), "d_embed": 4}])
 def test_fixed_norm_is_held_after_every_step(tiny, tmp_path, model):
-    from grokscope.training.loop import default_init_norm
+    from grokscope.training.state import default_init_norm
 
     config = tiny(model={**model, "init_scale": 3.0}, optim={"weight_decay": 0.0},
                   train={"fixed_norm": 0.8, "steps": 40})

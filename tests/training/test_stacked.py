@@ -95,7 +95,7 @@ def test_auto_choice():
 def test_a_group_killed_while_flushing_its_runs_resumes_bit_identically(tmp_path, monkeypatch):
     """A group writes its runs' resume states one by one; killed between two, its runs stand at
     different steps. Each keeps its previous state, so resuming brings them back to one step."""
-    from grokscope.training.loop import RunState
+    from grokscope.training.state import RunState
 
     configs = [toy(60, **{"optim.lr": lr}) for lr in (1e-4, 1e-3)]
     train_many(configs, [tmp_path / "ref0", tmp_path / "ref1"])
