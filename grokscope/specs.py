@@ -22,7 +22,8 @@ from typing import Any
 from grokscope.store import atomic_write_json, read_json
 
 SPEC_SUFFIX = ".spec.json"
-PANEL_KINDS = ("lines", "heatmap")
+PANEL_KINDS = ("lines", "heatmap", "stack")
+WIDTHS = ("", "one", "two")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,14 @@ class Mark:
 @dataclass(frozen=True)
 class Panel:
     """One axes. "lines": each chosen column against `x`; "heatmap": the columns `prefix<k>`
-    (sorted by the integer k, `exclude` left out) as rows of an image over the checkpoints.
+    (sorted by the integer k, `exclude` left out) as rows of an image over the steps, with a
+    colour bar labelled `clabel`; "stack": the chosen columns stacked (parts of a whole), with
+    the columns in `lines` drawn as lines on top.
+
+    `table`: draw from another table of the analysis directory (e.g. "training", the run's own
+    metrics) instead of the probe's. `labels`: (column, legend label) pairs; a column without one
+    is labelled by its name with "_" read as a space. Columns named with "train" or "test" get
+    the train and test colours of every figure.
 
     Columns: `columns` in order, then (when `prefix` is set) every column starting with it, at
     most `max_lines`; with neither, every numeric column. `logy=None`: logarithmic when the
@@ -68,16 +76,24 @@ class Panel:
     logy: bool | None = None
     marks: tuple[Mark, ...] = ()
     references: tuple[Series, ...] = ()
-    annotate_ends: bool = False    # label the first and last points "start" and "end"
+    annotate_ends: bool = False    # mark the first and last points ("start", "end")
+    table: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    clabel: str = ""
+    lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One figure, saved as `<name>.png/.pdf/.svg`: its panels side by side."""
+    """One figure, saved as `figures/<name>.png/.pdf/.svg` with the data it draws in
+    `figures/<name>.csv`: its panels side by side, one legend below them. `width`: "one" (a
+    paper's column, 3.3 in), "two" (full width, 6.8 in) or "" (one column for a single panel,
+    else two). Panels with nothing to draw are left out."""
 
     name: str
     panels: tuple[Panel, ...] = (Panel(),)
     height: float = 2.6
+    width: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,7 +156,7 @@ def _value(cls: type, key: str, value: Any) -> Any:
     if inner is not None:
         return tuple(_build(inner, v) for v in value)
     if isinstance(value, list):
-        return tuple(value)
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)  # e.g. labels' pairs
     return value
 
 

@@ -98,9 +98,12 @@ class FourierProbe(Probe):
     def figures(self) -> list[FigureSpec]:
         return [FigureSpec(self.name, panels=(
             Panel(columns=("gini_embed", "gini_neuron_logit", "key_energy_share", "neuron_single_freq_share"),
-                  title="Fourier sparsity"),
-            Panel(kind="heatmap", prefix="embed_k", exclude=("embed_k0",), title="|W_E| per Fourier frequency",
-                  xlabel="checkpoint (step)", ylabel="frequency k")))]
+                  labels=(("gini_embed", "Gini of W_E"), ("gini_neuron_logit", "Gini of W_L"),
+                          ("key_energy_share", "key freqs' share of W_E"),
+                          ("neuron_single_freq_share", "single-freq neurons")),
+                  title="Fourier sparsity", logy=False),
+            Panel(kind="heatmap", prefix="embed_k", exclude=("embed_k0",), title="W_E per Fourier frequency",
+                  ylabel="frequency k", clabel="norm")))]
 
     def headlines(self) -> list[Headline]:
         return [Headline("gini_embed", "Gini of the Fourier norms of W_E"),

@@ -31,7 +31,11 @@ class KumarStatsProbe(Probe):
         return out
 
     def figures(self) -> list[FigureSpec]:
-        return [FigureSpec(self.name, panels=(Panel(
-            columns=("error_linear", "error_misalignment", "error_variance", "predicted_test_loss",
-                     "test_loss"),
-            title="test loss from sufficient statistics", logy=True),))]
+        labels = (("error_linear", "linear-mode error"), ("error_misalignment", "misalignment"),
+                  ("error_variance", "variance"), ("test_loss", "test loss (measured)"))
+        return [FigureSpec(self.name, panels=(
+            Panel(kind="stack", columns=("error_linear", "error_misalignment", "error_variance"),
+                  lines=("test_loss",), labels=labels, title="test loss = sum of the error terms",
+                  ylabel="MSE"),
+            Panel(columns=("error_linear", "error_misalignment", "error_variance", "test_loss"), labels=labels,
+                  title="the same, log scale", ylabel="MSE", logy=True)))]

@@ -52,15 +52,19 @@ class LUProbe(Probe):
         land = self.landscape()
         norm = tuple(float(v) for v in land["norm"])
         marks = landscape_marks(landscape_summary(land))
-        return [FigureSpec(self.name, panels=(Panel(
-            x="weight_norm", columns=("train_loss", "test_loss"), xlabel="weight norm", ylabel="loss",
-            logx=True, logy=True, title="the run over the loss-norm landscape", annotate_ends=True,
-            marks=marks,
-            references=(Series("landscape: train loss (best)", norm,
-                               tuple(float(v) for v in land["best_train_loss"]), "o"),
-                        Series("landscape: test loss (best)", norm,
-                               tuple(float(v) for v in land["best_test_loss"]), "s"))),))]
-
+        summary = landscape_summary(land)
+        labels = (("train_loss", "train loss"), ("test_loss", "test loss"), ("weight_norm", "weight norm"))
+        return [FigureSpec(self.name, panels=(
+            Panel(x="weight_norm", columns=("train_loss", "test_loss"), labels=labels, xlabel="weight norm",
+                  ylabel="loss", logx=True, logy=True, title="the run over the L/U landscape", annotate_ends=True,
+                  marks=landscape_marks(summary),
+                  references=(Series("landscape: best train loss", norm,
+                                     tuple(float(v) for v in land["best_train_loss"]), "o"),
+                              Series("landscape: best test loss", norm,
+                                     tuple(float(v) for v in land["best_test_loss"]), "s"))),
+            Panel(columns=("weight_norm",), labels=labels, title="weight norm over training", ylabel="weight norm",
+                  marks=tuple(Mark(m.value, "", axis="y", style=m.style) for m in landscape_marks(summary)))),
+            width="two", height=2.9)]
 
 def landscape_marks(summary: dict) -> tuple[Mark, ...]:
     """The L's threshold norm (train fits above it) and the U's test-loss minimum, as lines."""

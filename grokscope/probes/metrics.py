@@ -16,6 +16,13 @@ class MetricsProbe(Probe):
     version = "1"
     description = "train/test loss and accuracy recomputed in float64 on the stored split"
 
+    def figures(self) -> list[FigureSpec]:
+        splits = (("train_loss", "train"), ("test_loss", "test"), ("train_acc", "train"), ("test_acc", "test"))
+        return [FigureSpec(self.name, panels=(
+            Panel(columns=("train_loss", "test_loss"), labels=splits, title="loss", ylabel="loss", logy=True),
+            Panel(columns=("train_acc", "test_acc"), labels=splits, title="accuracy", ylabel="accuracy",
+                  logy=False)))]
+
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         return split_losses(ctx)
 
@@ -49,4 +56,5 @@ class WeightsProbe(Probe):
     quiet = ("norm.",)
 
     def figures(self) -> list[FigureSpec]:
-        return [FigureSpec(self.name, panels=(Panel(columns=("weight_norm",), title="weight norm"),))]
+        return [FigureSpec(self.name, panels=(Panel(columns=("weight_norm",), labels=(("weight_norm", "L2 norm"),),
+                                                    title="weight norm", ylabel="L2 norm of all parameters"),))]

@@ -119,6 +119,11 @@ class NTKAlignmentProbe(Probe):
     def figures(self) -> list[FigureSpec]:
         return [FigureSpec(self.name, panels=(
             Panel(columns=("alignment_train", "alignment_test", "kernel_distance", "target_power_top10"),
-                  title="NTK alignment"),
+                  labels=(("alignment_train", "alignment, train"), ("alignment_test", "alignment, test"),
+                          ("kernel_distance", "kernel distance from init"),
+                          ("target_power_top10", "target power in top 10")),
+                  title="NTK-target alignment", logy=False),
             Panel(columns=("param_movement", "kernel_regression_test_loss"),
+                  labels=(("param_movement", "parameter movement"),
+                          ("kernel_regression_test_loss", "lazy baseline: test loss")),
                   title="movement and lazy baseline")))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from grokscope.measures.parallelogram import parallelogram_loss, parallelograms, predicted_accuracy, rqi
 from grokscope.models.parts import token_embedding
 from grokscope.probes.base import Probe, ProbeContext, register_probe
+from grokscope.specs import FigureSpec, Panel
 
 
 @register_probe
@@ -19,6 +20,18 @@ class ParallelogramProbe(Probe):
         if t.name == "toy_add" or (t.name == "modular" and t.op == "add"):
             return True
         return f"parallelograms i + j = m + n need an addition task (task is {t.name} {t.op})"
+
+    quiet = ("n_parallelograms",)
+
+    def figures(self) -> list[FigureSpec]:
+        """RQI over the steps beside accuracy (the run's own metrics), as in Liu et al.'s Fig. 5."""
+        return [FigureSpec(self.name, panels=(
+            Panel(columns=("rqi", "predicted_accuracy"),
+                  labels=(("rqi", "RQI"), ("predicted_accuracy", "accuracy predicted from RQI")),
+                  title="representation quality", logy=False),
+            Panel(table="training", columns=("train_acc", "test_acc"),
+                  labels=(("train_acc", "train accuracy"), ("test_acc", "test accuracy")),
+                  title="accuracy", ylabel="accuracy", logy=False)))]
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         task = ctx.task

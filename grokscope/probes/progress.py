@@ -42,4 +42,6 @@ class ProgressProbe(Probe):
     def figures(self) -> list[FigureSpec]:
         return [FigureSpec(self.name, panels=(Panel(
             columns=("train_loss", "test_loss", "restricted_loss", "excluded_loss"),
-            title="progress measures", logy=True),))]
+            labels=(("train_loss", "train"), ("test_loss", "test"), ("restricted_loss", "restricted"),
+                    ("excluded_loss", "excluded")),
+            title="progress measures", ylabel="loss (nats)", logy=True),), width="one", height=2.8)]

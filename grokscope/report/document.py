@@ -1,7 +1,9 @@
 """report.md and report.html from an analysis directory's tables (the report reads only tables).
 
-The summary is written from the numbers: when each accuracy threshold was passed, the phases,
-and which probe quantities moved before the model generalized.
+The summary is written from the numbers (`report.narrative`): when the model memorized and
+generalized, and why, each claim with its number, its figure and its source paper. Figures go to
+`figures/` with the data they draw; report.html refers to them by relative paths (the folder
+can be moved or zipped), or embeds them (`single_file`).
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import base64
 import hashlib
 import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from grokscope.errors import UsageError
-from grokscope.measures.transitions import LOSS_FRACTION, change_span, half_change_step
-from grokscope.report.figures import draw_figure, figure, save_figure, training_curves
-from grokscope.specs import SPEC_SUFFIX, ReportSpec, read_spec
+from grokscope.measures.transitions import change_span
+from grokscope.report.figures import draw_figure, figure, figure_data, save_figure
+from grokscope.report.narrative import MECHANISMS, Claim, Narrative, narrative
+from grokscope.specs import SPEC_SUFFIX, FigureSpec, Panel, ReportSpec, read_spec
 from grokscope.store import Run, atomic_write_text
 from grokscope.tables import (
     Table,
@@ -35,26 +39,15 @@ from grokscope.tables import (
 
 TRAINING = "training"   # the run's metrics, copied as training.csv so the report reads tables only
 PHASES = "phases"       # the `phases` probe's result: transition steps and phase intervals
+FIGURES = "figures"     # the folder of figures (png, pdf, svg) and the data each draws (csv)
+SPLITS = (("train_loss", "train"), ("test_loss", "test"), ("train_acc", "train"), ("test_acc", "test"))
+TRAINING_FIGURE = FigureSpec(TRAINING, panels=(
+    Panel(columns=("train_loss", "test_loss"), labels=SPLITS, title="loss", ylabel="loss", logy=True),
+    Panel(columns=("train_acc", "test_acc"), labels=SPLITS, title="accuracy", ylabel="accuracy", logy=False)))
 
 
 def _fmt_step(s: Any) -> str:
     return "never" if s is None else f"{int(s):,}"
-
-
-def transitions(tables: dict[str, Table], specs: dict[str, ReportSpec]) -> list[tuple[int, str, str, float, float]]:
-    """(step, probe, column, first value, last value) for every quantity with a clear change,
-    leaving out the columns each probe's spec calls quiet."""
-    out = []
-    for probe, table in tables.items():
-        quiet = specs[probe].quiet if probe in specs else ()
-        for col, values in table.items():
-            if col == "step" or values.dtype.kind != "f" or (quiet and col.startswith(quiet)):
-                continue
-            s = half_change_step(table["step"], values)
-            if s is not None:
-                ok = values[np.isfinite(values)]
-                out.append((s, probe, col, float(ok[0]), float(ok[-1])))
-    return sorted(out)
 
 
 def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec], generalized: bool) -> list[str]:
@@ -85,41 +78,14 @@ def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec], gener
 
 
 def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, ReportSpec],
-            training: Table | None = None) -> list[str]:
-    lines = []
-    mem, gen = phases.get("memorization_step"), phases.get("generalization_step")
-    if phases.get("diverged_step") is not None:
-        lines.append(f"The run diverged at step {phases['diverged_step']:,}: its training loss stopped being "
-                     "finite, and training stopped there. Everything below describes the steps before it.")
-    if training is not None and not np.isfinite(np.asarray(training["train_acc"], dtype=float)).any():
-        lines.append(f"Regression run: train loss fell to {LOSS_FRACTION:.0%} of its initial value at step "
-                     f"{_fmt_step(mem)}, test loss at step {_fmt_step(gen)}"
-                     + (f" ({gen - mem:,} steps later)." if mem is not None and gen is not None else "."))
-    elif gen is not None and mem is not None:
-        when = (f"{gen - mem:,} steps after" if gen > mem else f"{mem - gen:,} steps before" if gen < mem
-                else "at the same step as")
-        lines.append(f"Test accuracy passed 99% at step {gen:,}, {when} train accuracy did (step {mem:,})"
-                     + (": no delayed generalization." if gen <= mem else "."))
-    elif mem is not None:
-        lines.append(f"Train accuracy passed 99% at step {mem:,}; test accuracy never reached 99%.")
-    else:
-        lines.append("Train accuracy never reached 99%.")
-    if phases.get("phases"):
-        parts = [f"{p['name']} {p['start']:,}–{p['end']:,}" for p in phases["phases"]]
-        lines.append("Phases: " + "; ".join(parts) + ".")
-    r1, t1 = phases.get("restricted_loss_below_1_step"), phases.get("test_loss_below_1_step")
-    if r1 is not None:
-        when = ("before" if t1 is None or r1 < t1 else "after" if r1 > t1 else "at the same step as")
-        lines.append(f"Restricted loss fell below 1 at step {r1:,}, {when} test loss"
-                     + (f" (step {t1:,})." if t1 is not None else " (which never did)."))
-    lines += headline_lines(tables, specs, generalized=gen is not None)
-    if gen is not None:
-        before = [t for t in transitions(tables, specs) if t[0] < gen]
-        if before:
-            lines.append("Moved halfway to their final value before the model generalized: "
-                         + "; ".join(f"{probe}.{col} (step {s:,}, {a:.3g} → {b:.3g})"
-                                     for s, probe, col, a, b in before[:8]) + ".")
-    return lines
+            training: Table | None = None, probe_status: dict[str, Any] | None = None,
+            task: str | None = None) -> tuple[Narrative, list[str]]:
+    """The narrative (when and why), and the headline claims of the probes it does not cover."""
+    story = narrative(tables, phases, training, probe_status, task)
+    covered = set(MECHANISMS) | {"metrics", "weights", PHASES}
+    other = {k: v for k, v in specs.items() if k not in covered}
+    gen = phases.get("generalization_step") if phases else None
+    return story, headline_lines(tables, other, generalized=gen is not None)
 
 
 def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
@@ -134,11 +100,15 @@ def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def build_report(out: Path, run: Run | None = None, force: bool = False) -> Path:
+def build_report(out: Path, run: Run | None = None, force: bool = False, single_file: bool = False) -> Path:
     """Figures for every table (from its probe's stored spec), then report.md and report.html in
-    `out`; returns report.html (see `_build`). Holds the analysis directory's lock."""
+    `out`; returns report.html (see `_build`); with `single_file`, also report-single.html with
+    the figures embedded, and returns that. Holds the analysis directory's lock."""
     with analysis_lock(out, announce=False):
-        return _build(Path(out), run, force)
+        html_path = _build(Path(out), run, force)
+        if single_file:
+            return write_single_file(Path(out))
+        return html_path
 
 
 def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
@@ -154,6 +124,9 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
     training_path = table_path(out, TRAINING)
     if run is not None:  # the run's own table, copied afresh (same bytes, same digest, when unchanged)
         write_table(training_path, run.metrics)
+        if run.config is not None and manifest.get("task") != run.config.task.name:
+            manifest["task"] = run.config.task.name
+            write_manifest(out, manifest)
     digest = _inputs_digest(out, manifest)
     digest_path = out / ".cache" / "report.digest"
     if (not force and (out / "report.html").exists() and digest_path.exists()
@@ -166,32 +139,57 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
             tables[name] = read_table(table_path(out, name))
             specs[name] = read_spec(out, name)
     training = read_table(training_path) if training_path.exists() else None
+    others = dict(tables, **({TRAINING: training} if training is not None else {}))
 
     figures: dict[str, list[str]] = {}
     if training is not None and len(training["step"]):
-        figures[TRAINING] = save_figure(training_curves(training, phases), out / TRAINING)
+        figures[TRAINING] = _save(TRAINING_FIGURE, training, phases, others, out)
     for name, table in tables.items():
         if not len(table["step"]):
             continue
         files: list[str] = []
         for spec in specs[name].figures:
-            try:
-                fig = draw_figure(spec, table, phases)
-            except Exception as e:  # a broken spec must not lose the report
-                fig = figure(height=spec.height)
-                fig.text(0.5, 0.5, f"plot failed: {type(e).__name__}: {e}", ha="center")
-            files += save_figure(fig, out / spec.name)
+            files += _save(spec, table, phases, others, out)
         figures[name] = files
         arts = manifest["probes"][name].setdefault("artifacts", [])
         arts += [f for f in files if f not in arts]
     write_manifest(out, manifest)
 
-    lines = summary(phases, tables, specs, training)
-    md, body = _render(manifest, phases, lines, specs, figures, out, run)
+    status = {n: e for n, e in manifest["probes"].items()}
+    story, extra = summary(phases, tables, specs, training, status, manifest.get("task"))
+    md, body = _render(manifest, phases, story, extra, specs, figures, run)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", body)
     atomic_write_text(digest_path, digest)
     return out / "report.html"
+
+
+def _save(spec: FigureSpec, table: Table, phases, tables, out: Path) -> list[str]:
+    """One figure and its data under figures/; a broken spec draws its error instead of
+    losing the report. Returns the file names relative to `out`."""
+    try:
+        fig, data = draw_figure(spec, table, phases, tables), figure_data(spec, table, tables)
+    except Exception as e:  # a broken spec must not lose the report
+        fig, data = figure(height=spec.height), None
+        fig.text(0.5, 0.5, f"plot failed: {type(e).__name__}: {e}", ha="center", wrap=True)
+    return [f"{FIGURES}/{f}" for f in save_figure(fig, out / FIGURES / spec.name, data)]
+
+
+def write_single_file(out: Path) -> Path:
+    """report-single.html: report.html with every figure embedded (PNG data URIs), one file to
+    send to a colleague."""
+    text = (out / "report.html").read_text()
+
+    def embed(match: re.Match) -> str:
+        path = out / html.unescape(match.group(1))
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"src='data:image/png;base64,{data}'"
+
+    single = re.sub(r"src='(figures/[^']+\.png)'", embed, text)
+    single = re.sub(r"<a href='(figures/|[a-z_]+\.csv)[^']*'>([^<]*)</a>", r"\2", single)  # nothing to link to
+    path = out / "report-single.html"
+    atomic_write_text(path, single)
+    return path
 
 
 def _provenance(run) -> list[str]:
@@ -206,35 +204,83 @@ def _provenance(run) -> list[str]:
             f"grokscope {run.info.get('grokscope_version')}, torch {run.info.get('torch_version')}"]
 
 
-def _render(manifest, phases, lines, specs, figures, out: Path, run) -> tuple[str, str]:
+CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45;"
+       "overflow-wrap:anywhere}img{max-width:100%;height:auto}table{border-collapse:collapse}"
+       "td,th{border:1px solid #ccc;padding:2px 6px}code{background:#f4f4f4}"
+       ".src{color:#555;font-size:90%}")
+
+
+def _cite(c: Claim, md: bool) -> str:
+    parts = []
+    if c.figure:
+        parts.append(f"[figure: {c.figure}](#{c.figure})" if md else f"<a href='#{c.figure}'>figure: {c.figure}</a>")
+    if c.source:
+        parts.append(c.source if md else html.escape(c.source))
+    if not parts:
+        return ""
+    return f" ({'; '.join(parts)})" if md else f" <span class='src'>({'; '.join(parts)})</span>"
+
+
+def _sentence(text: str, cite: str) -> str:
+    """The citation inside the sentence, before its full stop."""
+    return text[:-1] + cite + "." if text.endswith(".") else text + cite
+
+
+def _code(text: str) -> str:
+    """Backticks as <code> in HTML."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures, run) -> tuple[str, str]:
     title = f"grokscope report: {Path(manifest['run']).name}"
     md = [f"# {title}", ""]
-    h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.45}"
-         "img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
-         "code{background:#f4f4f4}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    h = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+         f"<h1>{html.escape(title)}</h1>"]
     prov = _provenance(run)
     if prov:
         md += ["## Provenance", ""] + [f"- {p}" for p in prov] + [""]
-        h += ["<h2>Provenance</h2><ul>"] + [f"<li>{html.escape(p)}</li>" for p in prov] + ["</ul>"]
-    md += ["## Summary", ""] + [f"- {line}" for line in lines] + [""]
-    h += ["<h2>Summary</h2><ul>"] + [f"<li>{html.escape(line)}</li>" for line in lines] + ["</ul>"]
+        h += ["<h2>Provenance</h2><ul>"] + [f"<li>{_code(p)}</li>" for p in prov] + ["</ul>"]
+
+    def paragraph(label: str, claims: list[Claim]) -> None:
+        if not claims:
+            return
+        md.extend([f"**{label}** " + " ".join(_sentence(c.text, _cite(c, True)) for c in claims), ""])
+        h.append(f"<p><b>{html.escape(label)}</b> "
+                 + " ".join(_sentence(_code(c.text), _cite(c, False)) for c in claims) + "</p>")
+
+    md += ["## Summary", ""]
+    h.append("<h2>Summary</h2>")
+    paragraph("When.", story.when)
+    paragraph("Why.", story.why)
+    paragraph("Checked and not seen in this run.", story.not_seen)
+    if story.not_judged:
+        items = [x[0].upper() + x[1:] for x in story.not_judged]
+        md += ["**Not judged.** " + "; ".join(items) + ".", ""]
+        h.append("<p><b>Not judged.</b> " + "; ".join(_code(x) for x in items) + ".</p>")
+    if extra:
+        md += ["**Other measures.** " + " ".join(extra), ""]
+        h.append("<p><b>Other measures.</b> " + " ".join(_code(x) for x in extra) + "</p>")
 
     def add_figure(name: str, heading: str, text: str = "") -> None:
-        md.extend([f"## {heading}", ""] + ([text, ""] if text else []))
-        h.append(f"<h2>{html.escape(heading)}</h2>" + (f"<p>{html.escape(text)}</p>" if text else ""))
+        md.extend([f"<a id='{name}'></a>", "", f"## {heading}", ""] + ([text, ""] if text else []))
+        h.append(f"<h2 id='{html.escape(name)}'>{html.escape(heading)}</h2>" + (f"<p>{_code(text)}</p>" if text else ""))
         files = figures.get(name, [])
         for stem in dict.fromkeys(f.rsplit(".", 1)[0] for f in files):
             mine = [f for f in files if f.rsplit(".", 1)[0] == stem]
-            md.extend([f"![{stem}]({stem}.png)", "",
-                       f"Figure files: {', '.join(mine)}; data: `{name}.csv`.", ""])
-            png = base64.b64encode((out / f"{stem}.png").read_bytes()).decode()
-            h.append(f"<img alt='{stem}' src='data:image/png;base64,{png}'>"
-                     f"<p><small>{', '.join(mine)}; data {name}.csv</small></p>")
+            short = stem.rsplit("/", 1)[-1]
+            md.extend([f"![{short}]({stem}.png)", "",
+                       "Files: " + ", ".join(f"[{f.rsplit('/', 1)[-1]}]({f})" for f in mine)
+                       + f"; table [{name}.csv]({name}.csv).", ""])
+            links = ", ".join(f"<a href='{html.escape(f)}'>{html.escape(f.rsplit('/', 1)[-1])}</a>" for f in mine)
+            h.append(f"<figure><img alt='{html.escape(short)}' src='{html.escape(stem)}.png'>"
+                     f"<figcaption><small>{links}; table <a href='{html.escape(name)}.csv'>{html.escape(name)}.csv"
+                     "</a></small></figcaption></figure>")
 
     add_figure(TRAINING, "Training curves",
-               "Shaded: memorization (orange), circuit formation (blue), cleanup (green); dotted line: "
-               "train accuracy 99%, dashed: test accuracy 99%.")
+               "Shaded: memorization (orange), circuit formation (blue), cleanup (green); dotted line: the "
+               "memorization step, dashed: the generalization step.")
     for name, entry in manifest["probes"].items():
         if entry["status"] == "skipped":
             text = f"Skipped: {entry['reason']}"

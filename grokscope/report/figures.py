@@ -1,21 +1,50 @@
-"""Drawing: figure specs (`grokscope.specs`) over tables, training curves, phase shading, and
-saving as PNG/PDF/SVG. Everything here reads tables and specs; nothing knows a probe."""
+"""Drawing: figure specs (`grokscope.specs`) over tables, phase shading, and saving as
+PNG/PDF/SVG with the drawn data as CSV. Everything here reads tables and specs; nothing knows a
+probe.
+
+One style for every figure: train in blue and test in orange (`style.SPLIT_COLOURS`), the same
+label in the same colour in every panel of a figure, one legend below the panels (never over the
+data), heatmaps over the step with a colour bar, widths of one or two paper columns.
+"""
 
 from __future__ import annotations
 
 import io
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import numpy as np
 
-from grokscope.report.style import PHASE_COLOURS, RC, SAVE_METADATA, TWO_COLUMN, new_figure
+from grokscope.report.style import (
+    LINESTYLES,
+    ONE_COLUMN,
+    OTHER_COLOURS,
+    PHASE_COLOURS,
+    RC,
+    SAVE_METADATA,
+    SPLIT_COLOURS,
+    TWO_COLUMN,
+    new_figure,
+)
 from grokscope.specs import FigureSpec, Panel
 from grokscope.store import atomic_write_bytes
+from grokscope.tables import write_table
 
 FORMATS = ("png", "pdf", "svg")
 Table = dict[str, np.ndarray]
+
+
+@dataclass
+class Line:
+    """One drawn series: its legend label, the column it came from, and its points."""
+
+    label: str
+    column: str
+    x: np.ndarray
+    y: np.ndarray
 
 
 def numeric_columns(table: Table) -> list[str]:
@@ -41,33 +70,130 @@ def _suffix_number(column: str) -> int:
     return int(digits) if digits else 0
 
 
-def _auto_log(table: Table, cols: list[str]) -> bool:
-    values = np.concatenate([np.asarray(table[c], dtype=float) for c in cols]) if cols else np.array([1.0])
-    values = values[np.isfinite(values)]
-    return bool(values.size > 0 and values.min() > 0 and values.max() / values.min() > 1e3)
+def label_of(panel: Panel, column: str) -> str:
+    return dict(panel.labels).get(column, column.replace("_", " "))
 
 
-def draw_panel(ax, panel: Panel, table: Table) -> None:
-    """One panel of a figure spec into a matplotlib Axes."""
-    if panel.kind == "heatmap":
-        _heatmap(ax, panel, table)
-        return
-    cols = panel_columns(panel, table)
-    for ref in panel.references:
-        ax.plot(ref.x, ref.y, marker=ref.marker, ms=3, lw=1.0, label=ref.label)
-    x = np.asarray(table[panel.x], dtype=float) if panel.x in table else np.asarray(table["step"], dtype=float)
+def split_of(label: str) -> str | None:
+    """"train" or "test" when the label names one split (as a word), else None."""
+    words = set(re.split(r"[^a-z0-9]+", label.lower()))
+    found = [s for s in ("train", "test") if s in words]
+    return found[0] if len(found) == 1 else None
+
+
+class Palette:
+    """Colour and line style per label within one figure: train blue, test orange, the rest
+    from the other colours in order; a label seen again keeps its colour and style; a second
+    series of the same split in one panel gets the next line style (`next_panel` starts anew)."""
+
+    def __init__(self) -> None:
+        self.styles: dict[str, tuple[str, str]] = {}
+        self._other = 0
+        self._split_count = {"train": 0, "test": 0}
+
+    def __call__(self, label: str, column: str = "") -> tuple[str, str]:
+        if label not in self.styles:
+            split = split_of(column or label) or split_of(label)
+            if split:
+                n = self._split_count[split]
+                self._split_count[split] += 1
+                self.styles[label] = (SPLIT_COLOURS[split], LINESTYLES[n % len(LINESTYLES)])
+            else:
+                colour = OTHER_COLOURS[self._other % len(OTHER_COLOURS)]
+                style = LINESTYLES[(self._other // len(OTHER_COLOURS)) % len(LINESTYLES)]
+                self._other += 1
+                self.styles[label] = (colour, style)
+        return self.styles[label]
+
+    def next_panel(self) -> None:
+        self._split_count = {"train": 0, "test": 0}
+
+
+def source_table(panel: Panel, table: Table, tables: dict[str, Table] | None) -> Table | None:
+    if not panel.table:
+        return table
+    return (tables or {}).get(panel.table)
+
+
+def panel_lines(panel: Panel, table: Table, tables: dict[str, Table] | None = None) -> list[Line]:
+    """What a "lines" or "stack" panel draws (finite points only), references first."""
+    src = source_table(panel, table, tables)
+    out = [Line(ref.label, "", np.asarray(ref.x, dtype=float), np.asarray(ref.y, dtype=float))
+           for ref in panel.references]
+    if src is None:
+        return out
+    x = np.asarray(src[panel.x] if panel.x in src else src["step"], dtype=float)
+    cols = panel_columns(panel, src) + [c for c in panel.lines if c in src]
     for c in cols:
-        style = dict(marker=".", alpha=0.7, lw=0.8) if panel.references else {}
-        ax.plot(x, np.asarray(table[c], dtype=float), label=c if not panel.references else f"run: {c}", **style)
-    if panel.annotate_ends and cols and len(x):
-        y = np.asarray(table[cols[-1]], dtype=float)
-        ax.annotate("start", (x[0], y[0]), fontsize=6)
-        ax.annotate("end", (x[-1], y[-1]), fontsize=6)
+        y = np.asarray(src[c], dtype=float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            label = label_of(panel, c)
+            out.append(Line(f"run: {label}" if panel.references else label, c, x[ok], y[ok]))
+    return out
+
+
+def _heatmap_data(panel: Panel, table: Table, tables=None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    src = source_table(panel, table, tables)
+    if src is None:
+        return [], np.zeros(0), np.zeros((0, 0))
+    cols = panel_columns(panel, src)
+    steps = np.asarray(src["step"], dtype=float)
+    data = np.stack([np.asarray(src[c], dtype=float) for c in cols]) if cols else np.zeros((0, len(steps)))
+    return cols, steps, data
+
+
+def has_data(panel: Panel, table: Table, tables=None) -> bool:
+    if panel.kind == "heatmap":
+        cols, steps, data = _heatmap_data(panel, table, tables)
+        return bool(cols) and np.isfinite(data).any()
+    return bool(panel_lines(panel, table, tables))
+
+
+def _positive(lines: list[Line]) -> np.ndarray:
+    values = np.concatenate([ln.y for ln in lines]) if lines else np.zeros(0)
+    return values[np.isfinite(values)]
+
+
+def _auto_log(lines: list[Line]) -> bool:
+    v = _positive(lines)
+    return bool(v.size > 0 and v.min() > 0 and v.max() / v.min() > 1e3)
+
+
+def draw_panel(ax, panel: Panel, table: Table, palette: Palette | None = None,
+               tables: dict[str, Table] | None = None) -> None:
+    """One panel of a figure spec into a matplotlib Axes."""
+    palette = palette or Palette()
+    palette.next_panel()
+    if panel.kind == "heatmap":
+        _heatmap(ax, panel, table, tables)
+        return
+    lines = panel_lines(panel, table, tables)
+    stacked = [ln for ln in lines if panel.kind == "stack" and ln.column and ln.column not in panel.lines]
+    if stacked:
+        x = stacked[0].x
+        same = [ln for ln in stacked if len(ln.x) == len(x) and np.array_equal(ln.x, x)]
+        ax.stackplot(x, *[ln.y for ln in same], labels=[ln.label for ln in same],
+                     colors=[palette(ln.label, ln.column)[0] for ln in same], alpha=0.8, lw=0)
+    for ln in lines:
+        if ln in stacked:
+            continue
+        colour, style = palette(ln.label, ln.column)
+        if not ln.column:  # a reference curve: markers on a thin line
+            ax.plot(ln.x, ln.y, color=colour, ls=style, marker="o", ms=2.5, lw=0.8, label=ln.label)
+        else:
+            ax.plot(ln.x, ln.y, color=colour, ls=style, lw=1.2 if not panel.references else 0.9,
+                    label=ln.label)
+    drawn = [ln for ln in lines if ln.column and ln.column not in panel.lines]
+    if panel.annotate_ends and drawn:
+        last = drawn[-1]
+        ax.plot(last.x[:1], last.y[:1], ls="none", marker="o", mfc="white", mec="black", ms=5, label="run start")
+        ax.plot(last.x[-1:], last.y[-1:], ls="none", marker="*", color="black", ms=7, label="run end")
     for mark in panel.marks:
         line = ax.axvline if mark.axis == "x" else ax.axhline
         line(mark.value, color="#555555", ls=mark.style, lw=0.8, label=mark.label or None)
-    logy = _auto_log(table, cols) if panel.logy is None else panel.logy
-    if logy:
+    logy = _auto_log(lines) if panel.logy is None else panel.logy
+    if logy and _positive(lines).size and _positive(lines).min() > 0 and panel.kind != "stack":
         ax.set_yscale("log")
     if panel.logx:
         ax.set_xscale("log")
@@ -76,40 +202,71 @@ def draw_panel(ax, panel: Panel, table: Table) -> None:
         ax.set_ylabel(panel.ylabel)
     if panel.title:
         ax.set_title(panel.title)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(frameon=False)
 
 
-def _heatmap(ax, panel: Panel, table: Table) -> None:
-    """Columns `prefix<k>` as rows of an image, one column per checkpoint."""
-    cols = panel_columns(panel, table)
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges halfway between neighbouring centres (uneven checkpoint steps stay uneven)."""
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[centres[0] - (mid[0] - centres[0])], mid, [centres[-1] + (centres[-1] - mid[-1])]])
+
+
+def _heatmap(ax, panel: Panel, table: Table, tables=None) -> None:
+    """Columns `prefix<k>` as rows of an image over the steps, with a colour bar."""
+    cols, steps, data = _heatmap_data(panel, table, tables)
     if not cols:
         return
-    data = np.stack([np.asarray(table[c], dtype=float) for c in cols])
-    steps = np.asarray(table["step"])
-    first, last = _suffix_number(cols[0]), _suffix_number(cols[-1])
-    extent = (0, len(steps), first - 0.5, last + 0.5)
-    ax.imshow(data, aspect="auto", origin="lower", extent=extent, cmap="viridis", interpolation="nearest")
-    ticks = np.linspace(0, len(steps) - 1, min(5, len(steps))).astype(int)
-    ax.set_xticks(ticks + 0.5, [f"{steps[i]:,}" for i in ticks])
-    ax.set_xlabel(panel.xlabel or "checkpoint (step)")
+    rows = np.array([_suffix_number(c) for c in cols], dtype=float)
+    mesh = ax.pcolormesh(_edges(steps), _edges(rows), np.ma.masked_invalid(data), cmap="viridis",
+                         shading="flat", rasterized=True)
+    ax.set_xlim(steps[0], steps[-1])
+    bar = ax.figure.colorbar(mesh, ax=ax, pad=0.02)
+    bar.set_label(panel.clabel or "value")
+    bar.outline.set_visible(False)
+    ax.set_xlabel(panel.xlabel or "step")
     ax.set_ylabel(panel.ylabel or panel.prefix)
     if panel.title:
         ax.set_title(panel.title)
     ax.grid(False)
 
 
+def figure_width(spec: FigureSpec, n_panels: int) -> float:
+    if spec.width == "one" or (not spec.width and n_panels == 1):
+        return ONE_COLUMN
+    return TWO_COLUMN
+
+
 def draw_figure(spec: FigureSpec, table: Table, phases: dict[str, Any] | None = None,
-                width: float = TWO_COLUMN):
-    """A matplotlib Figure of `spec` over `table`, with phases shaded on step axes."""
-    fig = new_figure(width, spec.height)
+                tables: dict[str, Table] | None = None, width: float | None = None):
+    """A matplotlib Figure of `spec` over `table` (and, for panels that name one, the other
+    `tables`), with phases shaded on step axes and one legend below the panels."""
+    panels = [p for p in spec.panels if has_data(p, table, tables)] or list(spec.panels[:1])
+    fig = new_figure(width or figure_width(spec, len(panels)), spec.height)
+    palette = Palette()
     with matplotlib.rc_context(RC):
-        axes = fig.subplots(1, len(spec.panels), squeeze=False)[0]
-        for ax, panel in zip(axes, spec.panels):
-            draw_panel(ax, panel, table)
-            if panel.x == "step" and panel.kind == "lines":
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, panel in zip(axes, panels):
+            draw_panel(ax, panel, table, palette, tables)
+            if panel.x == "step" and panel.kind != "heatmap":
                 shade_phases(ax, phases)
+        figure_legend(fig, axes)
     return fig
+
+
+def figure_legend(fig, axes) -> None:
+    """One legend for the whole figure, below the panels; each label once."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label and not label.startswith("_"):
+                entries.setdefault(label, handle)
+    if entries:
+        width_in = fig.get_figwidth()
+        longest = max(len(label) for label in entries)
+        ncol = max(1, min(len(entries), int(width_in / (0.35 + 0.055 * longest))))
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncol=ncol,
+                   frameon=False, handlelength=1.8, columnspacing=1.2)
 
 
 def shade_phases(ax, phases: dict[str, Any] | None) -> None:
@@ -117,47 +274,49 @@ def shade_phases(ax, phases: dict[str, Any] | None) -> None:
     if not phases:
         return
     for ph in phases.get("phases", []):
-        ax.axvspan(ph["start"], ph["end"], color=PHASE_COLOURS.get(ph["name"], "#999999"), alpha=0.12, lw=0)
-    for key, style in (("memorization_step", ":"), ("generalization_step", "--")):
+        ax.axvspan(ph["start"], ph["end"], color=PHASE_COLOURS.get(ph["name"], "#999999"), alpha=0.12, lw=0,
+                   label=ph["name"])
+    for key, style, label in (("memorization_step", ":", "memorized"),
+                              ("generalization_step", "--", "generalized")):
         if phases.get(key) is not None:
-            ax.axvline(phases[key], color="#555555", ls=style, lw=0.8)
+            ax.axvline(phases[key], color="#555555", ls=style, lw=0.8, label=label)
 
 
-def training_curves(metrics: Table, phases: dict[str, Any] | None = None):
-    """Loss and accuracy against step, train and test, phases shaded."""
-    fig = new_figure(TWO_COLUMN, 2.4)
-    with matplotlib.rc_context(RC):
-        ax_loss, ax_acc = fig.subplots(1, 2)
-        steps = metrics["step"]
-        for split in ("train", "test"):
-            loss = np.asarray(metrics[f"{split}_loss"], dtype=float)
-            ok = np.isfinite(loss)
-            ax_loss.plot(steps[ok], loss[ok], label=f"{split} loss")
-            acc = np.asarray(metrics[f"{split}_acc"], dtype=float)
-            ok = np.isfinite(acc)
-            if ok.any():
-                ax_acc.plot(steps[ok], acc[ok], label=f"{split} accuracy")
-        ax_loss.set_yscale("log")
-        for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-            ax.set_xlabel("step")
-            ax.set_title(title)
-            shade_phases(ax, phases)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(frameon=False)
-    return fig
+def figure_data(spec: FigureSpec, table: Table, tables: dict[str, Table] | None = None) -> Table:
+    """The numbers a figure draws, as a tidy table: panel (number), title, series, column, x, y."""
+    rows: dict[str, list] = {k: [] for k in ("panel", "title", "series", "column", "x", "y")}
+    panels = [p for p in spec.panels if has_data(p, table, tables)]
+    for i, panel in enumerate(panels, 1):
+        if panel.kind == "heatmap":
+            cols, steps, data = _heatmap_data(panel, table, tables)
+            series = [Line(c, c, steps, data[j]) for j, c in enumerate(cols)]
+        else:
+            series = panel_lines(panel, table, tables)
+        for ln in series:
+            for x, y in zip(ln.x, ln.y):
+                rows["panel"].append(i), rows["title"].append(panel.title or "")
+                rows["series"].append(ln.label), rows["column"].append(ln.column)
+                rows["x"].append(float(x)), rows["y"].append(float(y))
+    return {k: np.array(v, dtype=np.float64 if k in ("panel", "x", "y") else object) for k, v in rows.items()}
 
 
-def save_figure(fig, stem: Path) -> list[str]:
-    """Write stem.png, stem.pdf, stem.svg atomically; return the file names."""
+def save_figure(fig, stem: Path, data: Table | None = None) -> list[str]:
+    """Write stem.png, stem.pdf, stem.svg (and stem.csv when `data` is given) atomically;
+    return the file names."""
     names = []
+    stem.parent.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(RC):
         for fmt in FORMATS:
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, metadata=SAVE_METADATA[fmt])
             atomic_write_bytes(stem.with_suffix(f".{fmt}"), buf.getvalue())
             names.append(stem.with_suffix(f".{fmt}").name)
+    if data is not None:
+        write_table(stem.with_suffix(".csv"), data)
+        names.append(stem.with_suffix(".csv").name)
     return names
 
 
 def figure(width: float = TWO_COLUMN, height: float = 2.4):
     return new_figure(width, height)
+

@@ -11,9 +11,13 @@ from __future__ import annotations
 import matplotlib
 from matplotlib.figure import Figure
 
-ONE_COLUMN = 3.5   # inches (a typical single column)
-TWO_COLUMN = 7.0   # inches (full width)
+ONE_COLUMN = 3.3   # inches: one column of a two-column paper (NeurIPS, ICML: 3.25-3.3)
+TWO_COLUMN = 6.8   # inches: the full text width
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+# Train is always blue and test always orange, in every figure; other series take the rest.
+SPLIT_COLOURS = {"train": "#0072B2", "test": "#E69F00"}
+OTHER_COLOURS = ["#009E73", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#999999", "#F0E442"]
+LINESTYLES = ["-", "--", "-.", ":"]
 PHASE_COLOURS = {"memorization": "#E69F00", "circuit formation": "#56B4E9", "cleanup": "#009E73"}
 
 RC = {
@@ -25,7 +29,9 @@ RC = {
     "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
     "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.alpha": 0.25, "figure.dpi": 150, "savefig.dpi": 200, "savefig.bbox": "tight",
+    "grid.alpha": 0.25, "figure.dpi": 150, "savefig.dpi": 200,
+    # No "savefig.bbox": "tight": a saved figure keeps the width it was drawn at (one or two
+    # columns); constrained layout keeps every label inside it.
 }
 
 # Fixed metadata so that a re-run writes identical files.
@@ -36,4 +42,4 @@ SAVE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDa
 
 def new_figure(width: float = TWO_COLUMN, height: float = 2.4) -> Figure:
     with matplotlib.rc_context(RC):
-        return Figure(figsize=(width, height))
+        return Figure(figsize=(width, height), layout="constrained")

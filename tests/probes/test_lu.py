@@ -22,7 +22,7 @@ def test_lu_probe_places_a_run_on_the_landscape(tmp_path):
     assert lu["norm_scale"][0] == pytest.approx(2.0, rel=1e-5)  # init x2
     land = read_table(tmp_path / "ls" / "landscape.csv")
     assert lu["landscape_test_loss"][0] == pytest.approx(land["best_test_loss"][2], rel=1e-4)
-    assert (tmp_path / "a" / "lu.png").exists()
+    assert (tmp_path / "a" / "figures" / "lu.png").exists()
     skipped = analyze(run, ["lu"], out=tmp_path / "b", every=100, progress=False, report=False)
     assert skipped == {}
     entry = json.loads((tmp_path / "b" / "manifest.json").read_text())["probes"]["lu"]

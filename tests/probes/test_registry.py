@@ -22,7 +22,7 @@ def test_probe_from_a_file_the_docs_example(tiny_run, tmp_path):
     assert table["step"].tolist() == [0, 60, 120]
     # three keys: entropy is between 0 and log 3
     assert ((table["entropy_mean"] > 0) & (table["entropy_mean"] < np.log(3) + 1e-9)).all()
-    assert (tmp_path / "a" / "attention_entropy.png").exists()
+    assert (tmp_path / "a" / "figures" / "attention_entropy.png").exists()
     spec = json.loads((tmp_path / "a" / "attention_entropy.spec.json").read_text())
     assert [p["prefix"] for p in spec["figures"][0]["panels"]] == ["entropy_head", ""]
     assert "Mean attention entropy from the answer position went from" in (tmp_path / "a" / "report.md").read_text()

@@ -54,7 +54,8 @@ def test_the_list_covers_every_stored_file(originals):
     """Every kind of file the two directories hold is damaged by the test below (one checkpoint
     and one cache entry stand for the rest of their kind)."""
     kinds = FILES + ["run/checkpoints/*.safetensors", "analysis/.cache/*/*.json", "analysis/.cache/*/*.npz",
-                     "analysis/*.png", "analysis/*.pdf", "analysis/*.svg", "analysis/report.*",
+                     "analysis/figures/*.png", "analysis/figures/*.pdf", "analysis/figures/*.svg",
+                     "analysis/figures/*.csv", "analysis/report.*",
                      "analysis/.cache/report.digest", "analysis/.cache/analyze.lock"]
     for path in originals.rglob("*"):
         if path.is_file():

@@ -14,9 +14,9 @@ from grokscope.report.document import build_report
 def test_report_is_deterministic(tiny_run, tmp_path):
     out = tmp_path / "a"
     analyze(tiny_run, ["weights"], out=out, every=40, progress=False)
-    first = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".png", ".svg", ".pdf", ".md", ".html")}
+    first = {p.name: p.read_bytes() for p in [*out.iterdir(), *(out / "figures").iterdir()] if p.suffix in (".png", ".svg", ".pdf", ".md", ".html")}
     build_report(out, tiny_run, force=True)
-    second = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".png", ".svg", ".pdf", ".md", ".html")}
+    second = {p.name: p.read_bytes() for p in [*out.iterdir(), *(out / "figures").iterdir()] if p.suffix in (".png", ".svg", ".pdf", ".md", ".html")}
     assert first == second
 
 
@@ -24,10 +24,10 @@ def test_report_command_rebuilds_from_tables(tiny_run, tmp_path):
     out = tmp_path / "a"
     analyze(tiny_run, ["weights"], out=out, every=60, progress=False)
     (out / "report.html").unlink()
-    (out / "weights.png").unlink()
+    (out / "figures" / "weights.png").unlink()
     r = run_cli("report", out)
     assert r.returncode == 0, r.stderr
-    assert (out / "report.html").exists() and (out / "weights.png").exists()
+    assert (out / "report.html").exists() and (out / "figures" / "weights.png").exists()
 
 
 def test_a_report_is_rebuilt_without_importing_any_probe(tiny_run, tmp_path):
@@ -37,7 +37,7 @@ def test_a_report_is_rebuilt_without_importing_any_probe(tiny_run, tmp_path):
     for name, panels in (("fourier", 2), ("weights", 1)):
         spec = json.loads((out / f"{name}.spec.json").read_text())
         assert spec["probe"] == name and len(spec["figures"][0]["panels"]) == panels
-        (out / f"{name}.png").unlink()
+        (out / "figures" / f"{name}.png").unlink()
     code = ("import sys; from pathlib import Path; from grokscope.report.document import build_report; "
             f"build_report(Path({str(out)!r}), force=True); "
             "bad = sorted(m for m in sys.modules if m.startswith(('grokscope.probes', 'grokscope.models', "
@@ -45,8 +45,8 @@ def test_a_report_is_rebuilt_without_importing_any_probe(tiny_run, tmp_path):
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert (out / "fourier.png").exists() and (out / "weights.png").exists()
-    assert "Gini of the Fourier norms of W_E went from" in (out / "report.md").read_text()
+    assert (out / "figures" / "fourier.png").exists() and (out / "figures" / "weights.png").exists()
+    assert "**When.** The model memorized its training set at step" in (out / "report.md").read_text()
 
 
 def test_a_custom_probe_gets_a_figure_for_free_and_can_declare_its_own(tiny_run, tmp_path):
@@ -67,11 +67,11 @@ def test_a_custom_probe_gets_a_figure_for_free_and_can_declare_its_own(tiny_run,
     analyze(tiny_run, [Plain(), Declared()], out=out, every=40, progress=False)
     assert json.loads((out / "plain.spec.json").read_text())["figures"][0]["panels"][0]["columns"] == []
     for stem in ("plain", "declared", "declared_a"):
-        assert (out / f"{stem}.svg").stat().st_size > 1000, stem
+        assert (out / "figures" / f"{stem}.svg").stat().st_size > 1000, stem
     md = (out / "report.md").read_text()
-    assert "![declared_a](declared_a.png)" in md and "![plain](plain.png)" in md
+    assert "![declared_a](figures/declared_a.png)" in md and "![plain](figures/plain.png)" in md
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {"declared.png", "declared_a.png", "declared.spec.json"} <= set(manifest["probes"]["declared"]["artifacts"])
+    assert {"figures/declared.png", "figures/declared_a.png", "declared.spec.json"} <= set(manifest["probes"]["declared"]["artifacts"])
 
 
 def test_an_analysis_without_spec_files_still_reports(tiny_run, tmp_path):
@@ -79,9 +79,9 @@ def test_an_analysis_without_spec_files_still_reports(tiny_run, tmp_path):
     out = tmp_path / "a"
     analyze(tiny_run, ["weights"], out=out, every=60, progress=False)
     (out / "weights.spec.json").unlink()
-    (out / "weights.png").unlink()
+    (out / "figures" / "weights.png").unlink()
     build_report(out, force=True)
-    assert (out / "weights.png").exists()
+    assert (out / "figures" / "weights.png").exists()
 
 
 def test_importing_grokscope_leaves_the_matplotlib_backend_alone(tiny_run, tmp_path):

@@ -1,0 +1,356 @@
+"""The report's words: *when* the run memorized and generalized, and *why*, from whichever
+probes' tables there are. Pure functions over tables; no file is read here.
+
+Every claim carries its number, the figure it can be seen in and its source paper, and is
+written only when the numbers support it: a mechanism that was checked and did not hold goes to
+`not_seen` (in plain words), and one that could not be checked goes to `not_judged` with the
+probe that would check it. The rules and thresholds are listed in docs/report.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grokscope.measures.transitions import (
+    LOSS_FRACTION,
+    finite_prefix,
+    first_step_below,
+    half_change_step,
+    is_regression,
+    transition_steps,
+)
+
+Table = dict[str, np.ndarray]
+
+NANDA = "Nanda et al. 2023"
+OMNIGROK = "Liu, Michaud & Tegmark 2023, Omnigrok"
+KUMAR = "Kumar et al. 2024"
+LIU = "Liu et al. 2022"
+
+GROKKING_RATIO = 2.0       # generalized at >= 2x the memorization step: grokking (a delay, not a lag)
+GINI_RISE = 0.1            # Fourier sparsity: the Gini of W_E's Fourier norms rose by at least this
+KEY_ENERGY = 0.5           # the key frequencies hold at least half of W_E's energy at the end
+EXCLUDED_RISE = 1.0        # excluded loss rose by at least 1 nat from its post-memorization low
+ALIGNMENT_RISE = 0.1       # NTK alignment rose by at least 10% of its first value
+RQI_RISE = 0.1             # RQI rose by at least 0.1
+RQI_RHO = 0.5              # Spearman correlation of RQI with test accuracy at least this
+NORM_FALL = 0.1            # the weight norm fell by at least 10% before generalizing
+LANDSCAPE_GAIN = 2.0       # the landscape's best test loss at the run's norm fell at least 2x
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One sentence with its numbers, the figure it is seen in, and the paper it comes from."""
+
+    text: str
+    figure: str = ""
+    source: str = ""
+
+
+@dataclass
+class Narrative:
+    when: list[Claim] = field(default_factory=list)
+    why: list[Claim] = field(default_factory=list)
+    not_seen: list[Claim] = field(default_factory=list)
+    not_judged: list[str] = field(default_factory=list)
+
+
+def _n(v: float, digits: int = 3) -> str:
+    """A number for prose: 3 significant digits, thousands separated."""
+    v = float(v)
+    if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        return f"{v:.2e}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def _step(s: Any) -> str:
+    return f"{int(s):,}"
+
+
+def _finite(table: Table, col: str) -> tuple[np.ndarray, np.ndarray]:
+    steps, v = np.asarray(table["step"]), np.asarray(table[col], dtype=np.float64)
+    ok = np.isfinite(v)
+    return steps[ok], v[ok]
+
+
+def value_at(table: Table, col: str, step: int) -> float:
+    """The column's value at the last logged step <= `step` (the first one when none is)."""
+    s, v = _finite(table, col)
+    if not len(s):
+        return float("nan")
+    i = np.searchsorted(s, step, side="right") - 1
+    return float(v[max(i, 0)])
+
+
+# --- when -----------------------------------------------------------------------------------------
+
+def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
+    """Memorization, generalization, the delay, and the phases, in words."""
+    if training is None or not len(training["step"]):
+        return [Claim("No training metrics were logged, so when the model memorized and generalized "
+                      "cannot be judged.")]
+    metrics, diverged = finite_prefix(training)
+    out = []
+    if diverged is not None:
+        out.append(Claim(f"The run diverged at step {_step(diverged)} (its training loss stopped being finite); "
+                         "what follows describes the steps before it.", "training"))
+    if len(metrics["step"]) < 2:
+        s = int(training["step"][0])
+        accs = [f"{split} accuracy {_n(training[f'{split}_acc'][0])}" for split in ("train", "test")
+                if np.isfinite(training[f"{split}_acc"][0])]
+        return out + [Claim(f"The run has metrics at one step only (step {_step(s)}"
+                            + (f": {', '.join(accs)}" if accs else "") + "), so when it memorized and "
+                            "generalized cannot be judged.", "training")]
+    mem = phases.get("memorization_step", None) if "memorization_step" in phases else None
+    gen = phases.get("generalization_step", None) if "generalization_step" in phases else None
+    if "memorization_step" not in phases:
+        mem, gen = transition_steps(metrics)
+    last = int(metrics["step"][-1])
+    regression = is_regression(metrics)
+    fit, general = ((f"train loss at {LOSS_FRACTION:.0%} of its first value",
+                     f"test loss at {LOSS_FRACTION:.0%} of its first value") if regression
+                    else ("train accuracy 99%", "test accuracy 99%"))
+    if mem is None:
+        if regression:
+            s, v = _finite(metrics, "train_loss")
+            out.append(Claim(f"The model never fit its training set: train loss went from {_n(v[0])} to "
+                             f"{_n(v[-1])} by step {_step(last)}, never reaching {LOSS_FRACTION:.0%} of its start.",
+                             "training"))
+        else:
+            s, v = _finite(metrics, "train_acc")
+            out.append(Claim(f"The model never fit its training set: train accuracy reached at most "
+                             f"{_n(v.max())} (step {_step(s[np.argmax(v)])}) by the last step, {_step(last)}.",
+                             "training"))
+        return out
+    if gen is None:
+        col = "test_loss" if regression else "test_acc"
+        s, v = _finite(metrics, col)
+        best = (f"test loss fell at best to {_n(v.min())} from {_n(v[0])}" if regression
+                else f"test accuracy reached at most {_n(v.max())} (step {_step(s[np.argmax(v)])})")
+        out.append(Claim(f"The model memorized its training set at step {_step(mem)} ({fit}) but did not "
+                         f"generalize within the run: {best} by the last step, {_step(last)}.", "training"))
+    elif gen <= mem:
+        out.append(Claim(f"The model generalized as it fit, with no delay: {general} at step {_step(gen)}, "
+                         f"{fit} at step {_step(mem)}. This run does not grok.", "training"))
+    else:
+        ratio = gen / max(mem, 1)
+        what = ("This is grokking." if ratio >= GROKKING_RATIO
+                else "A short delay: not grokking in the usual sense.")
+        out.append(Claim(f"The model memorized its training set at step {_step(mem)} ({fit}) and generalized "
+                         f"at step {_step(gen)} ({general}): {_step(gen - mem)} steps later, {ratio:.1f}x the "
+                         f"memorization step. {what}", "training"))
+    ends = {"memorization": " (the test-loss peak)", "circuit formation": "", "cleanup": ""}
+    if any(p["name"] == "circuit formation" for p in phases.get("phases", [])):
+        parts = [f"{p['name']} until step {_step(p['end'])}{ends.get(p['name'], '')}" for p in phases["phases"]]
+        out.append(Claim("By Nanda et al.'s three phases: " + ", ".join(parts) + ".", "training", NANDA))
+    return out
+
+
+# --- why ------------------------------------------------------------------------------------------
+
+MECHANISMS = {  # probe: (what it judges, how to get it, the tasks it applies to; None: any)
+    "fourier": ("Fourier sparsity and key frequencies", "`--probe fourier`", ("modular",)),
+    "progress": ("restricted and excluded loss", "`--probe progress`", ("modular",)),
+    "lu": ("the weight norm's place on the L/U landscape",
+           "`grokscope landscape --preset ...`, then `--probe lu --param lu.landscape=DIR`", None),
+    "ntk_alignment": ("NTK-target alignment", "`--probe ntk_alignment`", None),
+    "parallelogram": ("representation quality (RQI)", "`--probe parallelogram`", ("toy_add", "modular")),
+}
+
+
+def fourier_claims(t: Table, gen: int | None, n: Narrative) -> None:
+    if "gini_embed" not in t or gen is None:
+        return
+    s, g = _finite(t, "gini_embed")
+    if len(g) < 3:
+        return
+    rise, half = g[-1] - g[0], half_change_step(s, g)
+    if rise < GINI_RISE:
+        n.not_seen.append(Claim(f"The embedding did not become sparse in the Fourier basis (Gini of W_E's "
+                                f"Fourier norms {_n(g[0], 2)} → {_n(g[-1], 2)}).", "fourier", NANDA))
+        return
+    keys = str(t["key_frequencies"][-1]).split() if "key_frequencies" in t else []
+    share = _finite(t, "key_energy_share")[1] if "key_energy_share" in t else np.zeros(0)
+    key_text = ""
+    if keys and len(share) and share[-1] >= KEY_ENERGY:
+        key_text = (f"; {len(keys)} key frequencies ({', '.join(keys)}) hold {share[-1]:.0%} of W_E's energy "
+                    f"at the end, against {share[0]:.0%} at the start")
+    if half is not None and half < gen:
+        n.why.append(Claim(f"The embedding became sparse in the Fourier basis before the model generalized: the "
+                           f"Gini coefficient of W_E's Fourier norms rose from {_n(g[0], 2)} to {_n(g[-1], 2)}, "
+                           f"half of the rise by step {_step(half)}, {_step(gen - half)} steps before step "
+                           f"{_step(gen)}{key_text}.", "fourier", NANDA))
+    else:
+        n.not_seen.append(Claim(f"Fourier sparsity rose only once the model had generalized (half of its rise "
+                                f"at step {_step(half)}, generalization at {_step(gen)}).", "fourier", NANDA))
+
+
+def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
+                    phases: dict[str, Any]) -> None:
+    if gen is None or not {"restricted_loss", "test_loss"} <= set(t):
+        return
+    r1 = first_step_below(*_finite(t, "restricted_loss"), 1.0)
+    t1 = first_step_below(*_finite(t, "test_loss"), 1.0)
+    if phases.get("restricted_loss_below_1_step") is not None:  # the phases probe's (metrics' steps) when there
+        r1, t1 = phases["restricted_loss_below_1_step"], phases.get("test_loss_below_1_step")
+    if r1 is not None and (t1 is None or r1 < t1):
+        later = f"{_step(t1 - r1)} steps before the test loss did (step {_step(t1)})" if t1 is not None \
+            else "while the test loss never did"
+        n.why.append(Claim(f"The generalizing circuit formed before it showed in the test loss: the restricted "
+                           f"loss (the loss with only the key frequencies kept) fell below 1 nat at step "
+                           f"{_step(r1)}, {later}.", "progress", NANDA))
+    elif r1 is not None:
+        n.not_seen.append(Claim(f"The restricted loss did not fall before the test loss (below 1 nat at step "
+                                f"{_step(r1)}, test loss at step {_step(t1)}).", "progress", NANDA))
+    if "excluded_loss" in t and mem is not None:
+        s, e = _finite(t, "excluded_loss")
+        after = s >= mem
+        if after.sum() >= 2:
+            s, e = s[after], e[after]
+            lo = int(np.argmin(e))
+            hi = lo + int(np.argmax(e[lo:]))
+            if e[hi] - e[lo] >= EXCLUDED_RISE:
+                n.why.append(Claim(f"The model came to rely on the key frequencies: the excluded loss (the train "
+                                   f"loss with them removed) rose from {_n(e[lo])} at step {_step(s[lo])} to "
+                                   f"{_n(e[hi])} at step {_step(s[hi])}.", "progress", NANDA))
+            else:
+                n.not_seen.append(Claim(f"The excluded loss did not rise after memorization (at most "
+                                        f"{_n(e[hi])} from {_n(e[lo])}).", "progress", NANDA))
+
+
+def lu_claims(t: Table, gen: int | None, n: Narrative) -> None:
+    if not {"weight_norm", "landscape_test_loss"} <= set(t):
+        return
+    s, w = _finite(t, "weight_norm")
+    if len(w) < 2:
+        return
+    at = gen if gen is not None else int(s[-1])
+    w_at = value_at(t, "weight_norm", at)
+    l0, l_at = value_at(t, "landscape_test_loss", int(s[0])), value_at(t, "landscape_test_loss", at)
+    scale = ""
+    if "norm_scale" in t:
+        scale = f" ({_n(value_at(t, 'norm_scale', int(s[0])))} → {_n(value_at(t, 'norm_scale', at))} × w0)"
+    fell = w_at <= (1 - NORM_FALL) * w[0]
+    better = np.isfinite(l0) and np.isfinite(l_at) and l_at * LANDSCAPE_GAIN <= l0
+    when = f"by step {_step(at)}" + (" (generalization)" if gen is not None else " (the last step)")
+    if gen is not None and fell and better:
+        n.why.append(Claim(f"Weight decay brought the weight norm into the landscape's good band: it fell from "
+                           f"{_n(w[0])} to {_n(w_at)}{scale} {when}, where the landscape's best test loss is "
+                           f"{_n(l_at)} against {_n(l0)} at the starting norm.", "lu", OMNIGROK))
+    elif gen is None and not better:
+        n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {_n(w[0])} → "
+                           f"{_n(w_at)}{scale} {when}, where the landscape's best test loss is still {_n(l_at)} "
+                           f"(at the start {_n(l0)}).", "lu", OMNIGROK))
+    else:
+        n.not_seen.append(Claim(f"The run's generalization does not line up with the L/U landscape: the weight "
+                                f"norm went {_n(w[0])} → {_n(w_at)}{scale} {when}, the landscape's best test loss "
+                                f"there {_n(l0)} → {_n(l_at)}.", "lu", OMNIGROK))
+
+
+def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_lu: bool) -> None:
+    if "weight_norm" not in t or gen is None or judged_by_lu:
+        return
+    s, w = _finite(t, "weight_norm")
+    if len(w) < 2:
+        return
+    w_at = value_at(t, "weight_norm", gen)
+    if w_at <= (1 - NORM_FALL) * w.max():
+        peak = int(np.argmax(w))
+        n.why.append(Claim(f"The weight norm fell from {_n(w[peak])} (step {_step(s[peak])}) to {_n(w_at)} by the "
+                           f"generalization step, as Omnigrok's account of weight decay expects.", "weights", OMNIGROK))
+
+
+def ntk_claims(t: Table, gen: int | None, n: Narrative) -> None:
+    col = "alignment_train" if "alignment_train" in t else "alignment_test" if "alignment_test" in t else None
+    if col is None or gen is None:
+        return
+    s, a = _finite(t, col)
+    if len(a) < 3:
+        return
+    half = half_change_step(s, a)
+    rise = a[-1] - a[0]
+    if rise >= ALIGNMENT_RISE * abs(a[0]) and half is not None and half <= gen:
+        n.why.append(Claim(f"The network left the lazy regime: the alignment of its NTK with the targets rose "
+                           f"from {_n(a[0])} to {_n(a[-1])}, half of the rise by step {_step(half)}, "
+                           f"{'at' if abs(gen - half) <= 0.1 * gen else 'before'} generalization "
+                           f"(step {_step(gen)}).", "ntk_alignment", KUMAR))
+    elif rise < ALIGNMENT_RISE * abs(a[0]):
+        n.not_seen.append(Claim(f"The NTK's alignment with the targets did not rise ({_n(a[0])} → {_n(a[-1])}): "
+                                "the network stayed close to its initial kernel.", "ntk_alignment", KUMAR))
+    else:
+        n.not_seen.append(Claim(f"The NTK's alignment rose only after generalization (half of its rise at step "
+                                f"{_step(half)}, generalization at {_step(gen)}).", "ntk_alignment", KUMAR))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def rqi_claims(t: Table, training: Table | None, gen: int | None, n: Narrative) -> None:
+    if "rqi" not in t or training is None or "test_acc" not in training:
+        return
+    s, r = _finite(t, "rqi")
+    if len(r) < 3 or not np.isfinite(np.asarray(training["test_acc"], dtype=float)).any():
+        return
+    acc = np.array([value_at(training, "test_acc", int(step)) for step in s])
+    rho = spearman(r, acc)
+    if r[-1] - r[0] >= RQI_RISE and np.isfinite(rho) and rho >= RQI_RHO:
+        n.why.append(Claim(f"The embedding grew the structure generalization needs: RQI (the share of "
+                           f"parallelograms i + j = m + n the embedding closes) rose from {_n(r[0], 2)} to "
+                           f"{_n(r[-1], 2)} together with test accuracy ({_n(acc[0], 2)} → {_n(acc[-1], 2)}; "
+                           f"Spearman ρ = {rho:.2f} over {len(r)} checkpoints).", "parallelogram", LIU))
+    else:
+        rho_text = "undefined" if not np.isfinite(rho) else f"{rho:.2f}"
+        n.not_seen.append(Claim(f"RQI did not rise with test accuracy (RQI {_n(r[0], 2)} → {_n(r[-1], 2)}, "
+                                f"Spearman ρ with test accuracy {rho_text}).", "parallelogram", LIU))
+
+
+def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table | None = None,
+              probe_status: dict[str, dict[str, Any]] | None = None, task: str | None = None) -> Narrative:
+    """When and why, from the analysis's tables (probe name -> table), its `phases` result, the
+    run's metrics (`training`), each probe's manifest entry (`probe_status`, for what was skipped
+    and why) and the task's name (to suggest only probes that apply)."""
+    n = Narrative(when=when_claims(training, phases or {}))
+    phases = phases or {}
+    mem, gen = phases.get("memorization_step"), phases.get("generalization_step")
+    if "memorization_step" not in phases and training is not None and len(training["step"]):
+        mem, gen = transition_steps(finite_prefix(training)[0])
+    if "fourier" in tables:
+        fourier_claims(tables["fourier"], gen, n)
+    if "progress" in tables:
+        progress_claims(tables["progress"], mem, gen, n, phases)
+    if "lu" in tables:
+        lu_claims(tables["lu"], gen, n)
+    weights = tables["weights"] if "weights" in tables else training
+    if weights is not None:
+        weight_norm_claims(weights, gen, n, judged_by_lu="lu" in tables)
+    if "ntk_alignment" in tables:
+        ntk_claims(tables["ntk_alignment"], gen, n)
+    if "parallelogram" in tables:
+        rqi_claims(tables["parallelogram"], training, gen, n)
+    if gen is None:
+        return n  # nothing generalized: the mechanisms of generalization are not judged
+    status = probe_status or {}
+    for probe, (what, how, tasks) in MECHANISMS.items():
+        if probe in tables:
+            continue
+        entry = status.get(probe)
+        if entry and entry.get("status") == "skipped":
+            n.not_judged.append(f"{what}: the `{probe}` probe was skipped ({entry.get('reason')})")
+        elif entry and entry.get("status") == "failed":
+            n.not_judged.append(f"{what}: the `{probe}` probe failed ({entry.get('reason')})")
+        elif tasks is None or task is None or task in tasks:
+            n.not_judged.append(f"{what}: run {how}")
+    return n
+
+
+__all__ = ["Claim", "Narrative", "narrative", "when_claims"]
