@@ -206,11 +206,11 @@ def cmd_info(args) -> int:
         + (f"; about {format_bytes(estimate)} when complete" if estimate else ""),
     ]
     if done:
-        from grokscope.measures.transitions import is_regression, transition_rules, transition_steps
+        from grokscope.measures.transitions import loss_rule, transition_rules, transition_steps
 
         last = {k: v[-1] for k, v in metrics.items()}
         mem, gen = transition_steps(metrics)
-        rule_m, rule_g = transition_rules(is_regression(metrics))
+        rule_m, rule_g = transition_rules(loss_rule(metrics))
         acc = lambda v: "" if np.isnan(v) else f" acc {v:.1%}"
         lines += [
             f"last        step {done:,}: train loss {last['train_loss']:.3g}{acc(last['train_acc'])}, "
@@ -290,7 +290,7 @@ def cmd_report(args) -> int:
     else:
         run = load_run(path)
         out = args.out or default_out(run)
-    print(build_report(out, run, force=True))
+    print(build_report(out, run, force=True, single_file=args.single_file))
     return 0
 
 
@@ -403,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild figures and the report from an analysis's tables")
     p.add_argument("target", help="a run directory (its analyses/<run>) or an analysis directory")
     p.add_argument("--out", type=Path, help="analysis directory, when target is a run")
+    p.add_argument("--single-file", action="store_true",
+                   help="also write report-single.html, one file with the figures embedded, for sharing")
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("compare", help="overlay runs' curves and tabulate their phase steps")

@@ -61,6 +61,13 @@ def is_regression(metrics: Columns) -> bool:
     return not np.isfinite(np.asarray(metrics["train_acc"], dtype=np.float64)).any()
 
 
+def loss_rule(metrics: Columns) -> bool:
+    """True when the transitions are dated by the losses: no accuracy (regression), or accuracy
+    at one step only (an imported run whose logs kept the losses and whose last checkpoint was
+    re-measured)."""
+    return int(np.isfinite(np.asarray(metrics["train_acc"], dtype=np.float64)).sum()) < 2
+
+
 def transition_rules(regression: bool) -> tuple[str, str]:
     """The memorization and generalization rules, in words."""
     if regression:
@@ -72,14 +79,16 @@ def transition_rules(regression: bool) -> tuple[str, str]:
 def transition_steps(metrics: Columns) -> tuple[int | None, int | None]:
     """(memorization step, generalization step) of a metrics table (columns `step`,
     `train_acc`, `test_acc`, `train_loss`, `test_loss`): accuracy >= 99% for classifiers; for
-    regression (accuracy all NaN) the loss falling to 10% of its first finite value."""
+    regression (accuracy all NaN, or logged at one step only: `loss_rule`) the loss falling to
+    10% of its first finite value."""
     steps = np.asarray(metrics["step"])
     if not len(steps):
         return None, None
     out = []
+    by_loss = loss_rule(metrics)
     for split, threshold in (("train", MEMORIZED), ("test", GENERALIZED)):
         acc = np.asarray(metrics[f"{split}_acc"], dtype=np.float64)
-        if np.isfinite(acc).any():
+        if not by_loss:
             out.append(first_step_at_least(steps, acc, threshold))
             continue
         loss = np.asarray(metrics[f"{split}_loss"], dtype=np.float64)
@@ -90,10 +99,14 @@ def transition_steps(metrics: Columns) -> tuple[int | None, int | None]:
 
 
 def divergence_step(metrics: Columns) -> int | None:
-    """The first step whose train loss or weight norm is not finite (the run diverged), or None."""
+    """The first step whose train loss or weight norm is not finite (the run diverged), or None.
+    A weight norm that was never recorded (NaN from the start, as in imported runs) is not a
+    divergence; one that becomes infinite, or NaN after finite values, is."""
     bad = ~np.isfinite(np.asarray(metrics["train_loss"], dtype=np.float64))
     if "weight_norm" in metrics:
-        bad |= ~np.isfinite(np.asarray(metrics["weight_norm"], dtype=np.float64))
+        w = np.asarray(metrics["weight_norm"], dtype=np.float64)
+        seen = np.cumsum(np.isfinite(w)) > 0
+        bad |= np.isinf(w) | (np.isnan(w) & seen)
     hits = np.flatnonzero(bad)
     return int(np.asarray(metrics["step"])[hits[0]]) if hits.size else None
 

@@ -256,9 +256,9 @@ def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures
     paragraph("Why.", story.why)
     paragraph("Checked and not seen in this run.", story.not_seen)
     if story.not_judged:
-        items = [x[0].upper() + x[1:] for x in story.not_judged]
-        md += ["**Not judged.** " + "; ".join(items) + ".", ""]
-        h.append("<p><b>Not judged.</b> " + "; ".join(_code(x) for x in items) + ".</p>")
+        items = [x[0].upper() + x[1:] + "." for x in story.not_judged]
+        md += ["**Not judged:**", ""] + [f"- {x}" for x in items] + [""]
+        h.append("<p><b>Not judged:</b></p><ul>" + "".join(f"<li>{_code(x)}</li>" for x in items) + "</ul>")
     if extra:
         md += ["**Other measures.** " + " ".join(extra), ""]
         h.append("<p><b>Other measures.</b> " + " ".join(_code(x) for x in extra) + "</p>")

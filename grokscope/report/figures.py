@@ -220,7 +220,8 @@ def _heatmap(ax, panel: Panel, table: Table, tables=None) -> None:
     rows = np.array([_suffix_number(c) for c in cols], dtype=float)
     mesh = ax.pcolormesh(_edges(steps), _edges(rows), np.ma.masked_invalid(data), cmap="viridis",
                          shading="flat", rasterized=True)
-    ax.set_xlim(steps[0], steps[-1])
+    if steps[-1] > steps[0]:
+        ax.set_xlim(steps[0], steps[-1])
     bar = ax.figure.colorbar(mesh, ax=ax, pad=0.02)
     bar.set_label(panel.clabel or "value")
     bar.outline.set_visible(False)

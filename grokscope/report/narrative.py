@@ -19,7 +19,7 @@ from grokscope.measures.transitions import (
     finite_prefix,
     first_step_below,
     half_change_step,
-    is_regression,
+    loss_rule,
     transition_steps,
 )
 
@@ -38,6 +38,7 @@ ALIGNMENT_RISE = 0.1       # NTK alignment rose by at least 10% of its first val
 RQI_RISE = 0.1             # RQI rose by at least 0.1
 RQI_RHO = 0.5              # Spearman correlation of RQI with test accuracy at least this
 NORM_FALL = 0.1            # the weight norm fell by at least 10% before generalizing
+MIN_CHECKPOINTS = 3        # a mechanism is dated from at least this many analysed checkpoints
 LANDSCAPE_GAIN = 2.0       # the landscape's best test loss at the run's norm fell at least 2x
 
 
@@ -111,7 +112,7 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
     if "memorization_step" not in phases:
         mem, gen = transition_steps(metrics)
     last = int(metrics["step"][-1])
-    regression = is_regression(metrics)
+    regression = loss_rule(metrics)
     fit, general = ((f"train loss at {LOSS_FRACTION:.0%} of its first value",
                      f"test loss at {LOSS_FRACTION:.0%} of its first value") if regression
                     else ("train accuracy 99%", "test accuracy 99%"))
@@ -124,16 +125,17 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
         else:
             s, v = _finite(metrics, "train_acc")
             out.append(Claim(f"The model never fit its training set: train accuracy reached at most "
-                             f"{_n(v.max())} (step {_step(s[np.argmax(v)])}) by the last step, {_step(last)}.",
+                             f"{v.max():.1%} (step {_step(s[np.argmax(v)])}) by the last step, {_step(last)}.",
                              "training"))
         return out
     if gen is None:
         col = "test_loss" if regression else "test_acc"
         s, v = _finite(metrics, col)
-        best = (f"test loss fell at best to {_n(v.min())} from {_n(v[0])}" if regression
-                else f"test accuracy reached at most {_n(v.max())} (step {_step(s[np.argmax(v)])})")
+        best = (f"its test loss fell at best to {_n(v.min())} from {_n(v[0])}" if regression
+                else f"its test accuracy reached at most {v.max():.1%} (step {_step(s[np.argmax(v)])})")
         out.append(Claim(f"The model memorized its training set at step {_step(mem)} ({fit}) but did not "
-                         f"generalize within the run: {best} by the last step, {_step(last)}.", "training"))
+                         f"generalize by the rule ({general}) within the run: {best} by the last step, "
+                         f"{_step(last)}.", "training"))
     elif gen <= mem:
         out.append(Claim(f"The model generalized as it fit, with no delay: {general} at step {_step(gen)}, "
                          f"{fit} at step {_step(mem)}. This run does not grok.", "training"))
@@ -324,12 +326,21 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
     mem, gen = phases.get("memorization_step"), phases.get("generalization_step")
     if "memorization_step" not in phases and training is not None and len(training["step"]):
         mem, gen = transition_steps(finite_prefix(training)[0])
+    if mem is None:
+        return n  # it never fit: there is no generalization to explain
+    if "lu" in tables:
+        lu_claims(tables["lu"], gen, n)  # also says why a run did not generalize
+    if gen is None:
+        return n  # nothing generalized: the mechanisms of generalization are not judged
+    few = {k for k in MECHANISMS if k in tables and len(tables[k]["step"]) < MIN_CHECKPOINTS}
+    for k in sorted(few):
+        n.not_judged.append(f"{MECHANISMS[k][0]}: the `{k}` table has {len(tables[k]['step'])} checkpoint(s); "
+                            f"dating a change needs at least {MIN_CHECKPOINTS}")
+    tables = {k: v for k, v in tables.items() if k not in few}
     if "fourier" in tables:
         fourier_claims(tables["fourier"], gen, n)
     if "progress" in tables:
         progress_claims(tables["progress"], mem, gen, n, phases)
-    if "lu" in tables:
-        lu_claims(tables["lu"], gen, n)
     weights = tables["weights"] if "weights" in tables else training
     if weights is not None:
         weight_norm_claims(weights, gen, n, judged_by_lu="lu" in tables)
@@ -337,11 +348,9 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
         ntk_claims(tables["ntk_alignment"], gen, n)
     if "parallelogram" in tables:
         rqi_claims(tables["parallelogram"], training, gen, n)
-    if gen is None:
-        return n  # nothing generalized: the mechanisms of generalization are not judged
     status = probe_status or {}
     for probe, (what, how, tasks) in MECHANISMS.items():
-        if probe in tables:
+        if probe in tables or probe in few:
             continue
         entry = status.get(probe)
         if entry and entry.get("status") == "skipped":
