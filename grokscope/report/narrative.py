@@ -34,7 +34,7 @@ GROKKING_RATIO = 2.0       # generalized at >= 2x the memorization step: grokkin
 GINI_RISE = 0.1            # Fourier sparsity: the Gini of W_E's Fourier norms rose by at least this
 KEY_ENERGY = 0.5           # the key frequencies hold at least half of W_E's energy at the end
 EXCLUDED_RISE = 1.0        # excluded loss rose by at least 1 nat from its post-memorization low
-ALIGNMENT_RISE = 0.1       # NTK alignment rose by at least 10% of its first value
+ALIGNMENT_RISE = 0.5       # NTK alignment rose by at least 50% of its first value
 RQI_RISE = 0.1             # RQI rose by at least 0.1
 RQI_RHO = 0.5              # Spearman correlation of RQI with test accuracy at least this
 NORM_FALL = 0.1            # the weight norm fell by at least 10% before generalizing
@@ -146,6 +146,15 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
         out.append(Claim(f"The model memorized its training set at step {_step(mem)} ({fit}) and generalized "
                          f"at step {_step(gen)} ({general}): {_step(gen - mem)} steps later, {ratio:.1f}x the "
                          f"memorization step. {what}", "training"))
+    if regression and gen is not None:
+        s, v = _finite(metrics, "test_loss")
+        at, end = value_at(metrics, "test_loss", gen), v[-1]
+        if end * 10 <= at:
+            logv = np.log(np.maximum(v[s >= gen], 1e-300))
+            half = int(s[s >= gen][np.argmax(logv <= (logv[0] + logv[-1]) / 2)])
+            out.append(Claim(f"The test loss kept falling long after that: {_n(at)} at step {_step(gen)}, "
+                             f"{_n(end)} by the last step ({at / end:,.0f}x lower), half of the fall (on a log "
+                             f"scale) by step {_step(half)}.", "training"))
     ends = {"memorization": " (the test-loss peak)", "circuit formation": "", "cleanup": ""}
     if any(p["name"] == "circuit formation" for p in phases.get("phases", [])):
         parts = [f"{p['name']} until step {_step(p['end'])}{ends.get(p['name'], '')}" for p in phases["phases"]]
@@ -225,33 +234,43 @@ def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
                                         f"{_n(e[hi])} from {_n(e[lo])}).", "progress", NANDA))
 
 
-def lu_claims(t: Table, gen: int | None, n: Narrative) -> None:
-    if not {"weight_norm", "landscape_test_loss"} <= set(t):
+def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative) -> None:
+    """Omnigrok: a run generalizes when its weight norm enters the band of norms where the
+    landscape's best test loss is low, and its own test loss follows the landscape's."""
+    if not {"weight_norm", "landscape_test_loss", "test_loss"} <= set(t):
         return
-    s, w = _finite(t, "weight_norm")
-    if len(w) < 2:
+    keep = np.asarray(t["step"]) >= mem
+    after = {k: np.asarray(v)[keep] for k, v in t.items()}
+    s, w = _finite(after, "weight_norm")
+    if len(w) < MIN_CHECKPOINTS:
         return
-    at = gen if gen is not None else int(s[-1])
-    w_at = value_at(t, "weight_norm", at)
-    l0, l_at = value_at(t, "landscape_test_loss", int(s[0])), value_at(t, "landscape_test_loss", at)
+    first, last = int(s[0]), int(s[-1])
+    l0, l1 = value_at(after, "landscape_test_loss", first), value_at(after, "landscape_test_loss", last)
+    t0, t1 = value_at(after, "test_loss", first), value_at(after, "test_loss", last)
     scale = ""
     if "norm_scale" in t:
-        scale = f" ({_n(value_at(t, 'norm_scale', int(s[0])))} → {_n(value_at(t, 'norm_scale', at))} × w0)"
-    fell = w_at <= (1 - NORM_FALL) * w[0]
-    better = np.isfinite(l0) and np.isfinite(l_at) and l_at * LANDSCAPE_GAIN <= l0
-    when = f"by step {_step(at)}" + (" (generalization)" if gen is not None else " (the last step)")
-    if gen is not None and fell and better:
-        n.why.append(Claim(f"Weight decay brought the weight norm into the landscape's good band: it fell from "
-                           f"{_n(w[0])} to {_n(w_at)}{scale} {when}, where the landscape's best test loss is "
-                           f"{_n(l_at)} against {_n(l0)} at the starting norm.", "lu", OMNIGROK))
-    elif gen is None and not better:
-        n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {_n(w[0])} → "
-                           f"{_n(w_at)}{scale} {when}, where the landscape's best test loss is still {_n(l_at)} "
-                           f"(at the start {_n(l0)}).", "lu", OMNIGROK))
+        scale = f" ({_n(value_at(after, 'norm_scale', first))} → {_n(value_at(after, 'norm_scale', last))} × w0)"
+    fell = w[-1] <= (1 - NORM_FALL) * w[0]
+    land_fell, own_fell = l1 * LANDSCAPE_GAIN <= l0, t1 * LANDSCAPE_GAIN <= t0
+    rho = spearman(_finite(after, "landscape_test_loss")[1], _finite(after, "test_loss")[1]) \
+        if len(_finite(after, "landscape_test_loss")[1]) == len(_finite(after, "test_loss")[1]) else float("nan")
+    moved = (f"from the first checkpoint after memorization (step {_step(first)}) to step {_step(last)} the "
+             f"weight norm went {_n(w[0])} → "
+             f"{_n(w[-1])}{scale}, the landscape's best test loss at that norm {_n(l0)} → {_n(l1)}, and the "
+             f"run's own test loss {_n(t0)} → {_n(t1)}")
+    if fell and land_fell and own_fell and np.isfinite(rho) and rho >= RQI_RHO:
+        n.why.append(Claim(f"Weight decay walked the weight norm into the landscape's good band and the test loss "
+                           f"followed: {moved} (Spearman ρ = {rho:.2f} between the two losses over {len(w)} "
+                           f"checkpoints).", "lu", OMNIGROK))
+    elif gen is not None and not fell and not land_fell and gen <= last:
+        n.why.append(Claim(f"The weight norm started where the landscape's best test loss is already "
+                           f"{_n(l0)} and barely moved: {_n(w[0])} → {_n(w[-1])}{scale}. By Omnigrok's account "
+                           f"nothing had to change for the model to generalize.", "lu", OMNIGROK))
+    elif gen is None and not land_fell:
+        n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {moved}.", "lu", OMNIGROK))
     else:
-        n.not_seen.append(Claim(f"The run's generalization does not line up with the L/U landscape: the weight "
-                                f"norm went {_n(w[0])} → {_n(w_at)}{scale} {when}, the landscape's best test loss "
-                                f"there {_n(l0)} → {_n(l_at)}.", "lu", OMNIGROK))
+        n.not_seen.append(Claim(f"The run's test loss did not follow the L/U landscape: {moved}"
+                                + (f" (Spearman ρ = {rho:.2f})." if np.isfinite(rho) else "."), "lu", OMNIGROK))
 
 
 def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_lu: bool) -> None:
@@ -261,7 +280,8 @@ def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_lu: bo
     if len(w) < 2:
         return
     w_at = value_at(t, "weight_norm", gen)
-    if w_at <= (1 - NORM_FALL) * w.max():
+    s, w = s[s <= gen], w[s <= gen]
+    if len(w) and w_at <= (1 - NORM_FALL) * w.max():
         peak = int(np.argmax(w))
         n.why.append(Claim(f"The weight norm fell from {_n(w[peak])} (step {_step(s[peak])}) to {_n(w_at)} by the "
                            f"generalization step, as Omnigrok's account of weight decay expects.", "weights", OMNIGROK))
@@ -329,7 +349,7 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
     if mem is None:
         return n  # it never fit: there is no generalization to explain
     if "lu" in tables:
-        lu_claims(tables["lu"], gen, n)  # also says why a run did not generalize
+        lu_claims(tables["lu"], mem, gen, n)  # also says why a run did not generalize
     if gen is None:
         return n  # nothing generalized: the mechanisms of generalization are not judged
     few = {k for k in MECHANISMS if k in tables and len(tables[k]["step"]) < MIN_CHECKPOINTS}
