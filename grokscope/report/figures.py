@@ -193,8 +193,8 @@ def draw_panel(ax, panel: Panel, table: Table, palette: Palette | None = None,
         line = ax.axvline if mark.axis == "x" else ax.axhline
         line(mark.value, color="#555555", ls=mark.style, lw=0.8, label=mark.label or None)
     logy = _auto_log(lines) if panel.logy is None else panel.logy
-    if logy and _positive(lines).size and _positive(lines).min() > 0 and panel.kind != "stack":
-        ax.set_yscale("log")
+    if logy and (_positive(lines) > 0).any() and panel.kind != "stack":
+        ax.set_yscale("log", nonpositive="mask")  # zeros (e.g. an error term at init) are left out
     if panel.logx:
         ax.set_xscale("log")
     ax.set_xlabel(panel.xlabel or panel.x)

@@ -34,7 +34,8 @@ GROKKING_RATIO = 2.0       # generalized at >= 2x the memorization step: grokkin
 GINI_RISE = 0.1            # Fourier sparsity: the Gini of W_E's Fourier norms rose by at least this
 KEY_ENERGY = 0.5           # the key frequencies hold at least half of W_E's energy at the end
 EXCLUDED_RISE = 1.0        # excluded loss rose by at least 1 nat from its post-memorization low
-ALIGNMENT_RISE = 0.5       # NTK alignment rose by at least 50% of its first value
+ALIGNMENT_RISE = 0.1       # NTK alignment rose by at least 10% of its first value
+LAZY_TO_RICH = 0.5         # ... and by 50% or more: "left the lazy regime"
 RQI_RISE = 0.1             # RQI rose by at least 0.1
 RQI_RHO = 0.5              # Spearman correlation of RQI with test accuracy at least this
 NORM_FALL = 0.1            # the weight norm fell by at least 10% before generalizing
@@ -295,13 +296,15 @@ def ntk_claims(t: Table, gen: int | None, n: Narrative) -> None:
     if len(a) < 3:
         return
     half = half_change_step(s, a)
-    rise = a[-1] - a[0]
-    if rise >= ALIGNMENT_RISE * abs(a[0]) and half is not None and half <= gen:
-        n.why.append(Claim(f"The network left the lazy regime: the alignment of its NTK with the targets rose "
-                           f"from {_n(a[0])} to {_n(a[-1])}, half of the rise by step {_step(half)}, "
-                           f"{'at' if abs(gen - half) <= 0.1 * gen else 'before'} generalization "
-                           f"(step {_step(gen)}).", "ntk_alignment", KUMAR))
-    elif rise < ALIGNMENT_RISE * abs(a[0]):
+    rel = (a[-1] - a[0]) / max(abs(a[0]), 1e-12)
+    if rel >= ALIGNMENT_RISE and half is not None and half <= gen:
+        when = "at" if abs(gen - half) <= 0.1 * gen else "before"
+        strong = rel >= LAZY_TO_RICH
+        n.why.append(Claim(("The network left the lazy regime: the" if strong else "The")
+                           + f" alignment of its NTK with the targets rose {'from' if strong else 'modestly, from'} "
+                           f"{_n(a[0])} to {_n(a[-1])} ({rel:+.0%}), half of the rise by step {_step(half)}, "
+                           f"{when} generalization (step {_step(gen)}).", "ntk_alignment", KUMAR))
+    elif rel < ALIGNMENT_RISE:
         n.not_seen.append(Claim(f"The NTK's alignment with the targets did not rise ({_n(a[0])} → {_n(a[-1])}): "
                                 "the network stayed close to its initial kernel.", "ntk_alignment", KUMAR))
     else:
