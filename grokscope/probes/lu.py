@@ -51,7 +51,6 @@ class LUProbe(Probe):
     def figures(self) -> list[FigureSpec]:
         land = self.landscape()
         norm = tuple(float(v) for v in land["norm"])
-        marks = landscape_marks(landscape_summary(land))
         summary = landscape_summary(land)
         labels = (("train_loss", "train loss"), ("test_loss", "test loss"), ("weight_norm", "weight norm"))
         return [FigureSpec(self.name, panels=(

@@ -288,7 +288,7 @@ def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_lu: bo
                            f"generalization step, as Omnigrok's account of weight decay expects.", "weights", OMNIGROK))
 
 
-def ntk_claims(t: Table, gen: int | None, n: Narrative) -> None:
+def ntk_claims(t: Table, mem: int | None, gen: int | None, n: Narrative) -> None:
     col = "alignment_train" if "alignment_train" in t else "alignment_test" if "alignment_test" in t else None
     if col is None or gen is None:
         return
@@ -298,12 +298,14 @@ def ntk_claims(t: Table, gen: int | None, n: Narrative) -> None:
     half = half_change_step(s, a)
     rel = (a[-1] - a[0]) / max(abs(a[0]), 1e-12)
     if rel >= ALIGNMENT_RISE and half is not None and half <= gen:
-        when = "at" if abs(gen - half) <= 0.1 * gen else "before"
+        when = ("at generalization" if abs(gen - half) <= 0.1 * gen
+                else f"before the model had even memorized (step {_step(mem)}), well before generalization"
+                if mem is not None and half < mem else "between memorization and generalization")
         strong = rel >= LAZY_TO_RICH
         n.why.append(Claim(("The network left the lazy regime: the" if strong else "The")
                            + f" alignment of its NTK with the targets rose {'from' if strong else 'modestly, from'} "
                            f"{_n(a[0])} to {_n(a[-1])} ({rel:+.0%}), half of the rise by step {_step(half)}, "
-                           f"{when} generalization (step {_step(gen)}).", "ntk_alignment", KUMAR))
+                           f"{when} (step {_step(gen)}).", "ntk_alignment", KUMAR))
     elif rel < ALIGNMENT_RISE:
         n.not_seen.append(Claim(f"The NTK's alignment with the targets did not rise ({_n(a[0])} → {_n(a[-1])}): "
                                 "the network stayed close to its initial kernel.", "ntk_alignment", KUMAR))
@@ -368,7 +370,7 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
     if weights is not None:
         weight_norm_claims(weights, gen, n, judged_by_lu="lu" in tables)
     if "ntk_alignment" in tables:
-        ntk_claims(tables["ntk_alignment"], gen, n)
+        ntk_claims(tables["ntk_alignment"], mem, gen, n)
     if "parallelogram" in tables:
         rqi_claims(tables["parallelogram"], training, gen, n)
     status = probe_status or {}
