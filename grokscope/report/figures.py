@@ -298,7 +298,8 @@ def figure_data(spec: FigureSpec, table: Table, tables: dict[str, Table] | None 
                 rows["panel"].append(i), rows["title"].append(panel.title or "")
                 rows["series"].append(ln.label), rows["column"].append(ln.column)
                 rows["x"].append(float(x)), rows["y"].append(float(y))
-    return {k: np.array(v, dtype=np.float64 if k in ("panel", "x", "y") else object) for k, v in rows.items()}
+    types = {"panel": np.int64, "x": np.float64, "y": np.float64}
+    return {k: np.array(v, dtype=types.get(k, object)) for k, v in rows.items()}
 
 
 def save_figure(fig, stem: Path, data: Table | None = None) -> list[str]:

@@ -27,7 +27,9 @@ def test_default_probes_write_the_contract(tiny_run, tmp_path):
         assert list(table)[0] == "step" and table["step"].tolist() == steps
         assert set(cols) <= set(table), name
         for ext in ("png", "pdf", "svg"):
-            assert (out / f"{name}.{ext}").stat().st_size > 1000
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 1000
+        drawn = read_table(out / "figures" / f"{name}.csv")  # the numbers the figure draws
+        assert list(drawn) == ["panel", "title", "series", "column", "x", "y"] and set(drawn["x"]) <= set(steps)
     manifest = json.loads((out / "manifest.json").read_text())
     assert {n: e["status"] for n, e in manifest["probes"].items()} == dict.fromkeys(
         ["metrics", "weights", "fourier", "progress", "phases"], "ok")
@@ -38,9 +40,8 @@ def test_default_probes_write_the_contract(tiny_run, tmp_path):
     phases = json.loads((out / "phases.json").read_text())
     assert phases["memorization_step"] == tiny_run.memorization_step
     report = (out / "report.html").read_text()
-    assert "data:image/png;base64" in report and "Summary" in report
-    assert "Train accuracy passed 99%" in (out / "report.md").read_text() or \
-        "Test accuracy passed 99%" in (out / "report.md").read_text()
+    assert "src='figures/training.png'" in report and "Summary" in report
+    assert f"memorized its training set at step {tiny_run.memorization_step:,}" in (out / "report.md").read_text()
 
 
 def test_metrics_probe_matches_the_trainer(tiny_run, tmp_path):
