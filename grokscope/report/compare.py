@@ -6,10 +6,12 @@ import base64
 import html
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
 from grokscope.measures.transitions import locate_phases
 from grokscope.report.figures import figure, save_figure
+from grokscope.report.style import RC
 from grokscope.store import Run, atomic_write_text
 from grokscope.tables import write_table
 
@@ -20,7 +22,17 @@ def compare(runs: list[Run], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig = figure(height=2.6)
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    with matplotlib.rc_context(RC):
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        rows = _draw(runs, ax_loss, ax_acc)
+        handles, labels = ax_acc.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
+    files = save_figure(fig, out / "compare")
+    return _write(runs, rows, files, out)
+
+
+def _draw(runs: list[Run], ax_loss, ax_acc) -> dict[str, list]:
+    """Each run's test (solid) and train (dotted) loss and accuracy; returns the table's rows."""
     rows = {"run": [], **{c: [] for c in COLUMNS}, "final_test_acc": [], "weight_decay": [], "frac_train": [], "seed": []}
     for run in runs:
         m = run.metrics
@@ -42,8 +54,10 @@ def compare(runs: list[Run], out: Path) -> Path:
     for ax, title in ((ax_loss, "loss (solid test, dotted train)"), (ax_acc, "accuracy")):
         ax.set_xlabel("step")
         ax.set_title(title)
-    ax_acc.legend(frameon=False)
-    files = save_figure(fig, out / "compare")
+    return rows
+
+
+def _write(runs: list[Run], rows: dict[str, list], files: list[str], out: Path) -> Path:
     table = {"step": np.arange(len(runs))}  # row index; tables keep `step` first
     table.update({k: np.array(v, dtype=object if k == "run" else np.float64) for k, v in rows.items()})
     del table["step"]

@@ -26,7 +26,17 @@ def _grid(cell_rows, keys, x_key, y_key):
 def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[str, str], fig,
                        value: str = "phase") -> None:
     """One panel per preset; x the first grid key, y the second (a strip for one key). `value`
-    "phase" colours cells by phase; "mean_test_step" draws the steps-to-generalize heat map."""
+    "phase" colours cells by phase; "mean_test_step" draws the steps-to-generalize heat map.
+    Drawn in the paper style (`report.style.RC`)."""
+    import matplotlib
+
+    from grokscope.report.style import RC
+
+    with matplotlib.rc_context(RC):
+        _plot_phase_diagram(cell_rows, keys, axes_scale, fig, value)
+
+
+def _plot_phase_diagram(cell_rows, keys, axes_scale, fig, value) -> None:
     import matplotlib.colors as mcolors
 
     presets = list(dict.fromkeys(c["preset"] for c in cell_rows))
@@ -51,7 +61,7 @@ def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[
             im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm,
                            interpolation="nearest")
             fig.colorbar(im, ax=ax, label="steps to test acc. >= threshold")
-        _ticks(ax.set_xticks, ax.set_xticklabels, xs, max_ticks=5)
+        _ticks(ax.set_xticks, ax.set_xticklabels, xs, max_ticks=4)
         _ticks(ax.set_yticks, ax.set_yticklabels, ys, max_ticks=6)
         ax.set_xlabel(_axis_label(x_key, axes_scale))
         ax.set_ylabel(_axis_label(y_key, axes_scale))
@@ -60,16 +70,22 @@ def plot_phase_diagram(cell_rows: list[dict], keys: list[str], axes_scale: dict[
     if value == "phase":
         from matplotlib.patches import Patch
 
-        fig.legend(handles=[Patch(color=COLORS[p], label=p) for p in PHASES], loc="upper center",
-                   ncol=4, frameon=False, bbox_to_anchor=(0.5, 1.1 if len(presets) > 1 else 1.02))
+        ncol = len(PHASES) if fig.get_figwidth() > 5 else 3   # one paper column: two rows
+        fig.legend(handles=[Patch(color=COLORS[p], label=p) for p in PHASES], loc="outside lower center",
+                   ncol=ncol, frameon=False)
 
 
 def _ticks(set_ticks, set_labels, values, max_ticks: int = 6) -> None:
     step = -(-len(values) // max_ticks)
     idx = list(range(0, len(values), step))
     set_ticks(idx)
-    set_labels(["" if values[i] is None else f"{values[i]:.2g}" if isinstance(values[i], float)
+    set_labels(["" if values[i] is None else _tick(values[i]) if isinstance(values[i], float)
                 else str(values[i]) for i in idx])
+
+
+def _tick(v: float) -> str:
+    """Short tick labels: 1e-04 rather than 0.0001, so neighbours never run into each other."""
+    return f"{v:.0e}" if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4) else f"{v:.2g}"
 
 
 def _axis_label(key: str | None, scale: dict[str, str]) -> str:
@@ -78,12 +94,23 @@ def _axis_label(key: str | None, scale: dict[str, str]) -> str:
     return key + (" (log grid)" if scale.get(key) == "log" else "")
 
 
-def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
-    """Test accuracy against step for every run, one panel per preset, one colour per grid cell."""
+def plot_curves(run_dir: Path, points, keys: list[str], fig) -> dict[str, list]:
+    """Test accuracy against step for every run, one panel per preset, one colour per grid cell;
+    returns the numbers drawn (run, step, test_acc) as columns. Drawn in the paper style."""
+    import matplotlib
+
+    from grokscope.report.style import RC
+
+    with matplotlib.rc_context(RC):
+        return _plot_curves(run_dir, points, keys, fig)
+
+
+def _plot_curves(run_dir: Path, points, keys: list[str], fig) -> dict[str, list]:
     import matplotlib
 
     presets = list(dict.fromkeys(p.preset for p in points))
     axs = fig.subplots(1, len(presets), squeeze=False, sharey=True)[0]
+    drawn: dict[str, list] = {"run": [], "step": [], "test_acc": []}
     for ax, preset in zip(axs, presets):
         mine = [p for p in points if p.preset == preset]
         labels = list(dict.fromkeys(", ".join(f"{k.split('.')[-1]}={p.coords[k]:.3g}" if isinstance(p.coords[k], float)
@@ -101,6 +128,9 @@ def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
             color = colors[labels.index(label)]
             ax.plot(np.maximum(m["step"], 1), m["test_acc"], color=color, lw=0.8,
                     label=None if label in seen else label)
+            drawn["run"] += [p.name] * len(m["step"])
+            drawn["step"] += list(m["step"])
+            drawn["test_acc"] += list(m["test_acc"])
             seen.add(label)
         ax.set_xscale("log")
         ax.set_xlabel("step")
@@ -110,26 +140,31 @@ def plot_curves(run_dir: Path, points, keys: list[str], fig) -> None:
     if 0 < len(labels) <= 16:  # one legend beside the panels (the grid cells repeat across presets)
         axs[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
                        fontsize=6)
+    return drawn
 
 
 def write_sweep_report(out: Path, spec: dict, points, axes, table, cell_rows, *, lag: int,
                        threshold: float) -> None:
     """The sweep's figures and report.md/html from its phase table and cells."""
     from grokscope.report.figures import figure, save_figure
+    from grokscope.report.style import ONE_COLUMN, TWO_COLUMN
+    from grokscope.tables import read_table
 
     keys = [a.key for a in axes]
     scale = {a.key: a.scale for a in axes}
     n_presets = len({p.preset for p in points})
-    width = min(3.2 * n_presets + 1.0, 12)
+    width = ONE_COLUMN if n_presets == 1 else TWO_COLUMN
     fig = figure(width=width, height=2.8)
     plot_phase_diagram(cell_rows, keys, scale, fig)
-    save_figure(fig, out / "phase_diagram")
-    fig = figure(width=width + 0.8, height=2.8)
+    save_figure(fig, out / "phase_diagram")   # its data: phase_diagram.csv, beside it
+    fig = figure(width=width, height=2.8)
     plot_phase_diagram(cell_rows, keys, scale, fig, value="mean_test_step")
-    save_figure(fig, out / "steps_to_generalize")
-    fig = figure(width=width, height=2.6)
-    plot_curves(out / "runs", points, keys, fig)
-    save_figure(fig, out / "curves")
+    save_figure(fig, out / "steps_to_generalize", read_table(out / "phase_diagram.csv"))
+    fig = figure(width=TWO_COLUMN, height=2.6)
+    drawn = plot_curves(out / "runs", points, keys, fig)
+    save_figure(fig, out / "curves", {"run": np.array(drawn["run"], dtype=object),
+                                      "step": np.array(drawn["step"], dtype=np.int64),
+                                      "test_acc": np.array(drawn["test_acc"], dtype=np.float64)})
     _write_report(out, spec, table, cell_rows, keys, lag, threshold)
 
 

@@ -83,7 +83,8 @@ def test_sweep_cli_outputs_and_skips_complete_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     out = tmp_path / "s"
     for name in ("sweep.json", "phases.csv", "phase_diagram.csv", "phase_diagram.png",
-                 "phase_diagram.pdf", "phase_diagram.svg", "steps_to_generalize.png", "curves.png",
+                 "phase_diagram.pdf", "phase_diagram.svg", "steps_to_generalize.png", "steps_to_generalize.csv",
+                 "curves.png", "curves.csv",
                  "report.md", "report.html"):
         assert (out / name).exists(), name
     runs = list((out / "runs").iterdir())

@@ -235,3 +235,20 @@ def test_the_real_tiny_run_figures_pass_too(tiny_run, tmp_path):
             failures += [f"{name}: {p}" for p in layout_problems(fig)]
     assert not failures, "\n".join(failures)
     assert panel_columns(Panel(prefix="embed_k", kind="heatmap"), read_table(table_path(out, "fourier")))
+
+
+@pytest.mark.parametrize("value", ["phase", "mean_test_step"])
+@pytest.mark.parametrize("n_presets", [1, 2])
+def test_sweep_phase_diagrams_pass_the_layout_checks(value, n_presets):
+    from grokscope.measures.transitions import LIU_PHASES
+    from grokscope.report.figures import figure
+    from grokscope.report.sweep import plot_phase_diagram
+
+    keys = ["optim.lr", "optim.weight_decay"]
+    rows = [{"preset": f"preset-{k}", "optim.lr": lr, "optim.weight_decay": wd,
+             "phase": LIU_PHASES[(i + j) % 4], "mean_test_step": 100.0 * (1 + i * j)}
+            for k in range(n_presets) for i, lr in enumerate(np.geomspace(1e-4, 1e-2, 11))
+            for j, wd in enumerate(np.geomspace(1e-3, 10, 16))]
+    fig = figure(width=ONE_COLUMN if n_presets == 1 else TWO_COLUMN, height=2.8)
+    plot_phase_diagram(rows, keys, {k: "log" for k in keys}, fig, value=value)
+    assert layout_problems(fig) == []
