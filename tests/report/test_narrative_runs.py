@@ -30,7 +30,7 @@ def test_transformer_that_never_fits(tmp_path):
 
 
 def test_mlp_that_memorizes_and_does_not_generalize(tmp_path):
-    config = with_overrides(load_preset("mlp"), ["train.steps=200", "task.p=13"])
+    config = with_overrides(load_preset("mlp"), ["train.steps=100", "task.p=13"])
     run, text = trained(tmp_path, config, ["metrics", "weights", "fourier", "progress", "phases"])
     mem, gen = transition_steps(run.metrics)
     assert mem is not None and gen is None
@@ -70,7 +70,7 @@ def test_a_run_that_generalizes_as_it_fits(tmp_path):
 
 
 def test_mnist_memorizes_without_reaching_99_percent_test(tmp_path):
-    config = with_overrides(load_preset("mnist-small"), ["train.steps=300", f"task.data_dir={SHARED}/data/mnist"])
+    config = with_overrides(load_preset("mnist-small"), ["train.steps=150", f"task.data_dir={SHARED}/data/mnist"])
     run, text = trained(tmp_path, config, ["metrics", "weights", "fourier", "phases"])
     mem, gen = transition_steps(run.metrics)
     assert mem is not None and gen is None
