@@ -90,6 +90,45 @@ def cmd_landscape(args) -> int:
     return 0
 
 
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{what} expects comma-separated numbers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise UsageError(f"{what} expects positive numbers, got {text!r}")
+    return values
+
+
+def cmd_llc_calibrate(args) -> int:
+    from grokscope.analysis import default_out
+    from grokscope.experiments.llc_calibration import calibrate
+    from grokscope.measures.llc import SGLDSettings
+    from grokscope.probes.llc import devinterp_missing
+    from grokscope.store import load_run
+
+    missing = devinterp_missing()
+    if missing:
+        raise UsageError(missing)
+    run = load_run(args.run)
+    epsilons, nbetas = _floats(args.epsilons, "--epsilons"), _floats(args.nbetas, "--nbetas")
+    if args.chains < 2 or args.draws < 8:
+        raise UsageError("--chains must be at least 2 and --draws at least 8 (the diagnostics need them)")
+    base = SGLDSettings(gamma=args.gamma, chains=args.chains, draws=args.draws, burnin=args.burnin,
+                        batch_size=args.batch_size)
+    out = args.out or default_out(run) / "llc-calibration"
+    rec = calibrate(run, args.step, epsilons=epsilons, nbetas=nbetas, base=base, out=out, progress=not args.quiet)
+    if rec["epsilon"] is None:
+        print(f"no recommendation: {rec['why']}")
+    else:
+        print(f"recommended: epsilon={rec['epsilon']:g} nbeta={rec['nbeta']:g} (λ̂ = {rec['llc_mean']:.3g} at step "
+              f"{rec['step']:,}): {rec['why']}")
+        print(f"use: grokscope analyze {run.path} --probe llc --param llc.epsilon={rec['epsilon']:g} "
+              f"--param llc.nbeta={rec['nbeta']:g}")
+    print(Path(out) / "figures" / "llc_calibration.png")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from grokscope.experiments.sweep import sweep
 
@@ -344,6 +383,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="default checkpoints/landscape-<preset>")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_landscape)
+
+    p = sub.add_parser("llc-calibrate", help="sweep SGLD step size and temperature for the llc probe on one checkpoint")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, help="checkpoint to calibrate on (default: the last)")
+    p.add_argument("--epsilons", default="1e-4,3e-4,1e-3,3e-3,1e-2", help="step sizes, comma-separated")
+    p.add_argument("--nbetas", default="1,2,10", help="inverse temperatures n·beta, comma-separated")
+    p.add_argument("--gamma", type=float, default=5.0, help="localization strength")
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--draws", type=int, default=200)
+    p.add_argument("--burnin", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=128, help="0: full batch")
+    p.add_argument("--out", type=Path, help="default analyses/<run>/llc-calibration")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_llc_calibrate)
 
     p = sub.add_parser("sweep", help="train a grid of runs and draw its phase diagram (Liu et al. 2022)")
     p.add_argument("--preset", action="append", required=True,

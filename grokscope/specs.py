@@ -55,7 +55,8 @@ class Panel:
 
     `table`: draw from another table of the analysis directory (e.g. "training", the run's own
     metrics) instead of the probe's. `labels`: (column, legend label) pairs; a column without one
-    is labelled by its name with "_" read as a space. Columns named with "train" or "test" get
+    is labelled by its name with "_" read as a space. `bands`: (column, std column) pairs drawn as
+    a shaded band of column ± std around the column's line. Columns named with "train" or "test" get
     the train and test colours of every figure.
 
     Columns: `columns` in order, then (when `prefix` is set) every column starting with it, at
@@ -81,6 +82,7 @@ class Panel:
     labels: tuple[tuple[str, str], ...] = ()
     clabel: str = ""
     lines: tuple[str, ...] = ()
+    bands: tuple[tuple[str, str], ...] = ()   # (column, its std column): shaded column ± std
 
 
 @dataclass(frozen=True)

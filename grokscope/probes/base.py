@@ -167,7 +167,18 @@ def _where(cls: type) -> str:
 
 def _load_builtins() -> None:
     # importing the modules runs their @register_probe decorators
-    from grokscope.probes import cka, fourier, kumar, lu, metrics, ntk, parallelogram, phases, progress  # noqa: F401
+    from grokscope.probes import (  # noqa: F401
+        cka,
+        fourier,
+        kumar,
+        llc,
+        lu,
+        metrics,
+        ntk,
+        parallelogram,
+        phases,
+        progress,
+    )
 
 
 def _entry_points() -> dict[str, Any]:

@@ -184,6 +184,14 @@ def draw_panel(ax, panel: Panel, table: Table, palette: Palette | None = None,
         else:
             ax.plot(ln.x, ln.y, color=colour, ls=style, lw=1.2 if not panel.references else 0.9,
                     label=ln.label)
+    src = source_table(panel, table, tables)
+    for col, std_col in panel.bands:
+        if src is not None and col in src and std_col in src:
+            x = np.asarray(src[panel.x] if panel.x in src else src["step"], dtype=float)
+            y, s = np.asarray(src[col], dtype=float), np.asarray(src[std_col], dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(s)
+            colour = palette(label_of(panel, col), col)[0]
+            ax.fill_between(x[ok], (y - s)[ok], (y + s)[ok], color=colour, alpha=0.25, lw=0)
     drawn = [ln for ln in lines if ln.column and ln.column not in panel.lines]
     if panel.annotate_ends and drawn:
         last = drawn[-1]
@@ -293,6 +301,9 @@ def figure_data(spec: FigureSpec, table: Table, tables: dict[str, Table] | None 
             series = [Line(c, c, steps, data[j]) for j, c in enumerate(cols)]
         else:
             series = panel_lines(panel, table, tables)
+            src = source_table(panel, table, tables)
+            series += [Line(f"{label_of(panel, c)}: std", s, np.asarray(src["step"], dtype=float),
+                            np.asarray(src[s], dtype=float)) for c, s in panel.bands if src is not None and s in src]
         for ln in series:
             for x, y in zip(ln.x, ln.y):
                 rows["panel"].append(i), rows["title"].append(panel.title or "")

@@ -28,6 +28,7 @@ Table = dict[str, np.ndarray]
 NANDA = "Nanda et al. 2023"
 OMNIGROK = "Liu, Michaud & Tegmark 2023, Omnigrok"
 KUMAR = "Kumar et al. 2024"
+LAU = "Lau et al. 2023; devinterp"
 LIU = "Liu et al. 2022"
 
 GROKKING_RATIO = 2.0       # generalized at >= 2x the memorization step: grokking (a delay, not a lag)
@@ -172,7 +173,10 @@ MECHANISMS = {  # probe: (what it judges, how to get it, the tasks it applies to
            "`grokscope landscape --preset ...`, then `--probe lu --param lu.landscape=DIR`", None),
     "ntk_alignment": ("NTK-target alignment", "`--probe ntk_alignment`", None),
     "parallelogram": ("representation quality (RQI)", "`--probe parallelogram`", ("toy_add", "modular")),
+    "llc": ("the local learning coefficient's peak", "`--probe llc` (`pip install grokscope[llc]`)", None),
 }
+LLC_FALL = 1.2             # the LLC's peak is at least 1.2x its last value
+LLC_RHO = 0.5              # after the peak, Spearman correlation of the LLC with the test loss at least this
 
 
 def fourier_claims(t: Table, gen: int | None, n: Narrative) -> None:
@@ -314,6 +318,40 @@ def ntk_claims(t: Table, mem: int | None, gen: int | None, n: Narrative) -> None
                                 f"{_step(half)}, generalization at {_step(gen)}).", "ntk_alignment", KUMAR))
 
 
+def llc_claims(t: Table, training: Table | None, mem: int | None, gen: int, n: Narrative) -> None:
+    """devinterp's grokking example: the LLC rises while the model memorizes, peaks near the end of
+    memorization, and falls as the test loss falls. Stated only when every estimate's diagnostics
+    are clean."""
+    if "llc_mean" not in t:
+        return
+    if "llc_warnings" in t:
+        flagged = [(int(s), str(w)) for s, w in zip(t["step"], t["llc_warnings"]) if str(w) not in ("", "nan")]
+        if flagged:
+            n.not_judged.append(f"the local learning coefficient's peak: the SGLD diagnostics flagged {len(flagged)} of "
+                                f"{len(t['step'])} checkpoints (step {flagged[0][0]:,}: {flagged[0][1]}); choose the "
+                                "settings with `grokscope llc-calibrate RUN`")
+            return
+    s, v = _finite(t, "llc_mean")
+    if len(v) < MIN_CHECKPOINTS or training is None:
+        return
+    peak = int(np.argmax(v))
+    after_s, after_v = s[peak:], v[peak:]
+    test = np.array([value_at(training, "test_loss", int(x)) for x in after_s])
+    rho = spearman(after_v, test)
+    where = ("near the end of memorization" if mem is not None and 0.5 * mem <= s[peak] <= max(2 * mem, mem + 0.1 * gen)
+             else f"at step {_step(s[peak])}")
+    if v[peak] >= LLC_FALL * v[-1] and np.isfinite(rho) and rho >= LLC_RHO and s[peak] < gen:
+        n.why.append(Claim(f"The model's effective complexity peaked {where} and fell as it generalized: the local "
+                           f"learning coefficient rose from {_n(v[0])} to {_n(v[peak])} at step {_step(s[peak])}, then "
+                           f"fell to {_n(v[-1])}, tracking the test loss (Spearman ρ = {rho:.2f} over the "
+                           f"{len(after_v)} checkpoints after the peak).", "llc", LAU))
+    else:
+        rho_text = "undefined" if not np.isfinite(rho) else f"{rho:.2f}"
+        n.not_seen.append(Claim(f"The local learning coefficient did not peak and then fall with the test loss (peak "
+                                f"{_n(v[peak])} at step {_step(s[peak])}, last {_n(v[-1])}; Spearman ρ with the test "
+                                f"loss after the peak {rho_text}).", "llc", LAU))
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -373,6 +411,8 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
         ntk_claims(tables["ntk_alignment"], mem, gen, n)
     if "parallelogram" in tables:
         rqi_claims(tables["parallelogram"], training, gen, n)
+    if "llc" in tables:
+        llc_claims(tables["llc"], training, mem, gen, n)
     status = probe_status or {}
     for probe, (what, how, tasks) in MECHANISMS.items():
         if probe in tables or probe in few:

@@ -16,7 +16,7 @@ TWO_COLUMN = 6.8   # inches: the full text width
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 # Train is always blue and test always orange, in every figure; other series take the rest.
 SPLIT_COLOURS = {"train": "#0072B2", "test": "#E69F00"}
-OTHER_COLOURS = ["#009E73", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#999999", "#F0E442"]
+OTHER_COLOURS = ["#009E73", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#999999", "#882255"]
 LINESTYLES = ["-", "--", "-.", ":"]
 PHASE_COLOURS = {"memorization": "#E69F00", "circuit formation": "#56B4E9", "cleanup": "#009E73"}
 

@@ -36,7 +36,7 @@ def synthetic_table(specs) -> dict:
     cols = set()
     for spec in specs:
         for p in spec.panels:
-            cols |= set(p.columns) | set(p.lines) | ({p.x} - {"step"})
+            cols |= set(p.columns) | set(p.lines) | ({p.x} - {"step"}) | {s for _, s in p.bands}
             if p.prefix:
                 cols |= {f"{p.prefix}{k}" for k in range(30)}
     table = {"step": STEPS}
