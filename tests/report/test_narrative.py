@@ -224,3 +224,26 @@ def test_a_weight_norm_never_recorded_is_not_a_divergence(bad):
     t["weight_norm"] = np.linspace(1, 2, len(STEPS))
     t["weight_norm"][100] = bad
     assert divergence_step(t) == 1000
+
+
+def llc_table(peak_at: float, warnings: str = "") -> dict:
+    rise = sigmoid(peak_at - 200, 60)
+    fall = 1 - 0.8 * sigmoid(1900, 100)
+    return {"step": STEPS, "llc_mean": 5 + 40 * rise * fall, "llc_std": np.full(len(STEPS), 1.0),
+            "llc_warnings": np.array([warnings] * len(STEPS), dtype=object)}
+
+
+def test_llc_peak_then_fall_with_the_test_loss_is_claimed_when_the_diagnostics_are_clean():
+    n = story({"llc": llc_table(300)}, mem=100, gen=2000)
+    text = texts(n.why)
+    assert "local learning coefficient rose from" in text and "tracking the test loss (Spearman ρ" in text
+    assert any(c.figure == "llc" and "Lau et al. 2023" in c.source for c in n.why)
+    flagged = story({"llc": llc_table(300, warnings="loss spikes in 1 of 4 chains")}, mem=100, gen=2000)
+    assert flagged.why == [] and "the SGLD diagnostics flagged 301 of 301 checkpoints" in " ".join(flagged.not_judged)
+    assert "grokscope llc-calibrate RUN" in " ".join(flagged.not_judged)
+
+
+def test_an_llc_that_only_rises_is_not_claimed():
+    rising = {"step": STEPS, "llc_mean": 5 + 40 * sigmoid(1000), "llc_warnings": np.array([""] * len(STEPS), dtype=object)}
+    n = story({"llc": rising}, mem=100, gen=2000)
+    assert n.why == [] and "did not peak and then fall" in texts(n.not_seen)

@@ -1,0 +1,91 @@
+"""The `llc` probe on real runs, `grokscope llc-calibrate`, and the report's LLC figure and claim."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import cli
+
+pytest.importorskip("devinterp", reason="the llc extra is not installed (pip install -e .[llc])")
+
+from grokscope.analysis.engine import analyze  # noqa: E402
+from grokscope.tables import read_manifest, read_table  # noqa: E402
+from grokscope.training.loop import train  # noqa: E402
+
+FAST = {"chains": 2, "draws": 30, "burnin": 10, "epsilon": 1e-4}
+
+
+def test_llc_probe_writes_mean_std_chains_settings_and_traces(tiny_run, tmp_path):
+    out = tmp_path / "a"
+    tables = analyze(tiny_run, ["metrics", "llc", "phases"], out=out, count=4, params={"llc": FAST}, progress=False)
+    t = tables["llc"]
+    assert {"llc_mean", "llc_std", "llc_chain0", "llc_chain1", "llc_init_loss", "llc_nbeta", "llc_warnings"} <= set(t)
+    assert np.isfinite(t["llc_mean"]).all()
+    chains = np.stack([t["llc_chain0"], t["llc_chain1"]])
+    assert np.allclose(chains.mean(0), t["llc_mean"]) and np.allclose(chains.std(0, ddof=1), t["llc_std"])
+    entry = read_manifest(out)["probes"]["llc"]
+    assert entry["params"]["chains"] == 2 and entry["params"]["epsilon"] == 1e-4  # the settings used
+    arrays = np.load(out / "llc.npz")
+    assert arrays[f"loss_trace/step_{int(t['step'][-1]):08d}"].shape == (2, 30)
+    assert (out / "figures" / "llc.png").exists()
+    drawn = read_table(out / "figures" / "llc.csv")
+    assert "λ̂ (mean ± std over chains): std" in set(drawn["series"])  # the band's numbers are there too
+
+
+def test_llc_probe_on_a_regression_run(tmp_path):
+    from helpers import TEACHER_STUDENT_FAST
+
+    from grokscope.config import load_preset, with_overrides
+
+    run = train(with_overrides(load_preset("teacher-student"), TEACHER_STUDENT_FAST + ["train.steps=60"]),
+                tmp_path / "ts", progress=False)
+    tables = analyze(run, ["llc"], out=tmp_path / "a", count=3, params={"llc": FAST}, progress=False)
+    assert np.isfinite(tables["llc"]["llc_mean"]).all()
+
+
+def test_bad_settings_skip_the_probe_in_one_line(tiny_run, tmp_path):
+    analyze(tiny_run, ["llc"], out=tmp_path / "a", count=2, params={"llc": {"chains": 0}}, progress=False)
+    entry = read_manifest(tmp_path / "a")["probes"]["llc"]
+    assert entry["status"] == "skipped" and "chains and draws must be >= 1" in entry["reason"]
+
+
+def test_calibrate_command_sweeps_and_recommends(tiny_run, tmp_path):
+    out = tmp_path / "cal"
+    r = cli("llc-calibrate", tiny_run.path, "--epsilons", "1e-5,1e-4,1e-3", "--nbetas", "2,10", "--chains", "2",
+            "--draws", "40", "--burnin", "10", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = read_table(out / "calibration.csv")
+    assert len(rows["epsilon"]) == 6 and set(rows["nbeta"]) == {2.0, 10.0}
+    rec = json.loads((out / "recommendation.json").read_text())
+    assert rec["step"] == tiny_run.steps[-1] and rec["why"]
+    if rec["epsilon"] is not None:
+        assert f"recommended: epsilon={rec['epsilon']:g}" in r.stdout and "--param llc.epsilon=" in r.stdout
+    for ext in ("png", "pdf", "svg", "csv"):
+        assert (out / "figures" / f"llc_calibration.{ext}").exists()
+    assert len(read_table(out / "traces.csv")["draw"]) == 40
+
+
+def test_calibrate_refuses_bad_input_in_one_line(tiny_run, tmp_path):
+    for args, words in ((["--step", "7777"], "no checkpoint at step 7,777"),
+                        (["--epsilons", "a,b"], "--epsilons expects comma-separated numbers"),
+                        (["--nbetas", "-1"], "--nbetas expects positive numbers"),
+                        (["--chains", "1"], "--chains must be at least 2")):
+        r = cli("llc-calibrate", tiny_run.path, "--out", tmp_path / "x", *args)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_recommendation_rule():
+    from grokscope.experiments.llc_calibration import mark_stable, recommend
+
+    def row(e, b, m, clean=True):
+        return {"epsilon": e, "nbeta": b, "llc_mean": m, "llc_std": 0.1, "warnings": "" if clean else "x",
+                "clean": clean}
+
+    rows = [row(1e-4, 2, 10.0), row(3e-4, 2, 10.5), row(1e-3, 2, 16.0), row(3e-3, 2, 40.0, clean=False)]
+    mark_stable(rows)
+    assert [r["stable"] for r in rows] == [False, True, False, False]
+    rec = recommend(rows, 2.0)
+    assert rec["epsilon"] == 3e-4 and "agrees within 25%" in rec["why"]
+    none = [row(1e-4, 2, 1.0, clean=False)]
+    mark_stable(none)
+    assert recommend(none, 2.0)["epsilon"] is None
