@@ -48,7 +48,7 @@ def main() -> None:
         t = time.perf_counter()
         analyze(run, ["llc"], out=out, jobs=2, params={"llc": params}, progress=False, report=False)
         s = time.perf_counter() - t
-        print(f"| {name}, cached re-run | 2 | {s:.1f} | {s / len(run.steps):.3f} s | | |")
+        print(f"| {name}, cached re-run | 2 | {s:.2f} | {s / len(run.steps):.4f} s | | |")
     shutil.rmtree(work, ignore_errors=True)
 
 
