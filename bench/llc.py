@@ -6,7 +6,7 @@ grokking example (~1.2 s per checkpoint for 500 draws of one chain on a Colab GP
     python bench/llc.py            # about 5 minutes on 2 cores
 
 Two settings: devinterp's example (1 chain, 500 draws, no burn-in, batch 128) for the side-by-
-side ratio, and the probe's defaults (4 chains of 50 + 200 steps).
+side ratio, and the probe's defaults (4 chains of 200 + 200 steps).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     example = {"chains": 1, "draws": 500, "burnin": 0, "epsilon": 3e-3, "nbeta": 2.0, "gamma": 5.0}
     print("| settings | jobs | seconds | per checkpoint | devinterp's example (GPU) | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, params in (("devinterp example: 1 chain x 500 draws", example), ("probe defaults: 4 x (50 + 200)", {})):
+    for name, params in (("devinterp example: 1 chain x 500 draws", example), ("probe defaults: 4 x (200 + 200)", {})):
         for jobs in (1, 2):
             out = work / f"a-{jobs}-{len(params)}"
             t = time.perf_counter()

@@ -33,12 +33,12 @@ from grokscope.tables import write_table
 from grokscope.tasks import task_targets
 
 EPSILONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-NBETAS = (1.0, 2.0, 10.0)
+NBETAS = (2.0, 10.0, 30.0, 100.0)
 AGREE = 0.25
 
 
 def calibrate(run: Run, step: int | None = None, *, epsilons=EPSILONS, nbetas=NBETAS,
-              base: SGLDSettings = SGLDSettings(chains=2, draws=200, burnin=50), out: str | os.PathLike | None = None,
+              base: SGLDSettings = SGLDSettings(chains=2), out: str | os.PathLike | None = None,
               progress: bool = True) -> dict:
     """Sweep ε × nβ on the checkpoint at `step` (the last one by default); returns the
     recommendation (also written to `out`)."""
@@ -72,7 +72,7 @@ def calibrate(run: Run, step: int | None = None, *, epsilons=EPSILONS, nbetas=NB
             bar.update(len(rows), force=True)
     bar.close()
     mark_stable(rows)
-    rec = recommend(rows, base.nbeta)
+    rec = recommend(rows, base.resolved_nbeta(len(task.train_inputs)))
     rec.update(run=str(run.path), step=step, chains=base.chains, draws=base.draws, burnin=base.burnin,
                batch_size=base.batch_size)
     if out is not None:

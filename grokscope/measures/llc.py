@@ -36,15 +36,17 @@ class SGLDSettings:
     """SGLD's step size ε (`epsilon`), inverse temperature nβ (`nbeta`; 0: devinterp's default
     m / ln m for minibatch size m), localization γ (`gamma`), `chains` independent chains of
     `burnin` discarded steps then `draws` kept ones, minibatches of `batch_size` training examples
-    (0: the full training set), and a `seed` (chain c uses seed + c). Defaults: devinterp's
-    grokking example (ε 3e-3, nβ 2, γ 5, batch 128), with 4 chains of 50 + 200 steps."""
+    (0: the full training set), and a `seed` (chain c uses seed + c). Defaults: the setting
+    `grokscope llc-calibrate` found stable on a grokking MLP (docs/probes/llc.md): ε 3e-4, nβ
+    devinterp's default m / ln m, γ 100, minibatches of 128, 4 chains of 200 + 200 steps.
+    (devinterp's grokking example, ε 3e-3, nβ 2, γ 5, left every trace of that run rising.)"""
 
-    epsilon: float = 3e-3
-    nbeta: float = 2.0
-    gamma: float = 5.0
+    epsilon: float = 3e-4
+    nbeta: float = 0.0
+    gamma: float = 100.0
     chains: int = 4
     draws: int = 200
-    burnin: int = 50
+    burnin: int = 200
     batch_size: int = 128
     seed: int = 0
 

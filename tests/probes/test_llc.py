@@ -89,3 +89,31 @@ def test_recommendation_rule():
     none = [row(1e-4, 2, 1.0, clean=False)]
     mark_stable(none)
     assert recommend(none, 2.0)["epsilon"] is None
+
+
+@pytest.mark.slow
+def test_llc_peaks_at_the_end_of_memorization_and_falls_with_the_test_loss(tmp_path):
+    """The correctness check on grokking (devinterp's published behaviour): on `mlp-small`, a run
+    that memorizes near step 120 and generalizes near 2,140, the LLC rises while the model
+    memorizes, peaks near the end of memorization and falls as the test loss falls. About 80 s:
+    slow, and run by CI's second pass."""
+    from scipy.stats import spearmanr
+
+    from grokscope.config import load_preset
+
+    run = train(load_preset("mlp-small"), tmp_path / "run", progress=False)
+    mem, gen = run.memorization_step, run.generalization_step
+    assert mem is not None and gen is not None and gen > 5 * mem  # it groks
+    tables = analyze(run, ["llc", "phases"], out=tmp_path / "a", every=80, jobs=2,
+                     params={"llc": {"chains": 2}}, progress=False)
+    t = tables["llc"]
+    assert all(str(w) in ("", "nan") for w in t["llc_warnings"])  # the diagnostics are clean
+    steps, llc = t["step"], t["llc_mean"]
+    peak = int(np.argmax(llc))
+    assert 0 < steps[peak] <= 4 * mem, (steps[peak], mem)        # near the end of memorization
+    assert llc[peak] > 5 * llc[0] and llc[peak] > 5 * llc[-1]     # a rise and a fall
+    test_loss = np.interp(steps[peak:], run.metrics["step"], run.metrics["test_loss"])
+    rho = spearmanr(llc[peak:], test_loss).statistic
+    assert rho > 0.8, rho                                         # the fall tracks the test loss
+    summary = (tmp_path / "a" / "report.md").read_text()
+    assert "the local learning coefficient rose from" in summary and "tracking the test loss" in summary
