@@ -68,10 +68,12 @@ class LLCProbe(Probe):
         scalars: dict[str, float | str] = {"llc_mean": r["mean"], "llc_std": r["std"], "llc_init_loss": r["init_loss"],
                                            "llc_nbeta": r["nbeta"]}
         scalars.update({f"llc_chain{i}": float(v) for i, v in enumerate(r["per_chain"])})
+        scalars.update({f"llc_{k}": float(v) for k, v in settings.as_dict().items() if k != "nbeta"})  # the settings
         scalars["llc_warnings"] = "; ".join(warnings)
         return ProbeResult(scalars, {"loss_trace": r["trace"]})
 
-    quiet = ("llc_chain", "llc_init_loss", "llc_nbeta")
+    quiet = ("llc_chain", "llc_init_loss", "llc_nbeta", "llc_epsilon", "llc_gamma", "llc_draws", "llc_burnin",
+             "llc_batch_size", "llc_seed", "llc_chains")
 
     def figures(self) -> list[FigureSpec]:
         return [FigureSpec(self.name, panels=(

@@ -20,6 +20,7 @@ def test_llc_probe_writes_mean_std_chains_settings_and_traces(tiny_run, tmp_path
     tables = analyze(tiny_run, ["metrics", "llc", "phases"], out=out, count=4, params={"llc": FAST}, progress=False)
     t = tables["llc"]
     assert {"llc_mean", "llc_std", "llc_chain0", "llc_chain1", "llc_init_loss", "llc_nbeta", "llc_warnings"} <= set(t)
+    assert t["llc_epsilon"][0] == 1e-4 and t["llc_chains"][0] == 2 and t["llc_gamma"][0] == 100  # the settings used
     assert np.isfinite(t["llc_mean"]).all()
     chains = np.stack([t["llc_chain0"], t["llc_chain1"]])
     assert np.allclose(chains.mean(0), t["llc_mean"]) and np.allclose(chains.std(0, ddof=1), t["llc_std"])
