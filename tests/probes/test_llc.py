@@ -118,3 +118,14 @@ def test_llc_peaks_at_the_end_of_memorization_and_falls_with_the_test_loss(tmp_p
     assert rho > 0.8, rho                                         # the fall tracks the test loss
     summary = (tmp_path / "a" / "report.md").read_text()
     assert "the local learning coefficient rose from" in summary and "tracking the test loss" in summary
+
+
+def test_without_devinterp_the_probe_skips_and_the_command_says_how_to_install(tiny_run, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "devinterp.slt.sampler", None)  # import fails as if not installed
+    analyze(tiny_run, ["metrics", "llc"], out=tmp_path / "a", count=2, progress=False)
+    entry = read_manifest(tmp_path / "a")["probes"]["llc"]
+    assert entry["status"] == "skipped" and "pip install 'grokscope[llc]'" in entry["reason"]
+    r = cli("llc-calibrate", tiny_run.path, "--out", tmp_path / "c")
+    assert r.returncode == 2 and "pip install 'grokscope[llc]'" in r.stderr and "Traceback" not in r.stderr
