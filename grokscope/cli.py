@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from grokscope.devices import resolve_device
 from grokscope.errors import GrokscopeError, UsageError
 
 
@@ -44,7 +45,7 @@ def cmd_train(args) -> int:
         from grokscope.store import load_run
 
         run = load_run(args.resume)
-        run = train(run.config, run.path, resume=True, progress=not args.quiet, device=args.device)
+        run = train(run.config, run.path, resume=True, progress=not args.quiet, device=resolve_device(args.device))
     else:
         if args.preset is None:
             raise UsageError("train needs --preset NAME (see `grokscope presets`) or --resume DIR")
@@ -53,7 +54,7 @@ def cmd_train(args) -> int:
             import dataclasses
 
             config = dataclasses.replace(config, name=_overrides_name(args.preset, args.set))
-        run = train(config, args.out, progress=not args.quiet, device=args.device)
+        run = train(config, args.out, progress=not args.quiet, device=resolve_device(args.device))
     print(run.path)
     return 0
 
@@ -238,7 +239,9 @@ def cmd_info(args) -> int:
     estimate = run.info.get("disk_estimate_bytes")
     lines = [
         f"run         {run.path}",
-        f"status      {run.status} ({done:,} / {cfg.train.steps:,} steps logged)",
+        f"status      {run.status} ({done:,} / {cfg.train.steps:,} steps logged)"
+        + (f"; stopped {cfg.train.stop_after:,} steps after generalizing (train.stop_after)"
+           if run.info.get("stopped_early_at") is not None else ""),
         *_config_lines(cfg, run.info.get("n_params", 0)),
         f"checkpoints {len(run.steps)} on disk of {len(sched)} scheduled " + _schedule_text(cfg),
         f"disk        {format_bytes(directory_bytes(run.path))} used"
@@ -298,7 +301,7 @@ def cmd_analyze(args) -> int:
     run = load_run(args.run)
     out = args.out or default_out(run)
     analyze(run, args.probe, out=out, every=args.every, steps=args.steps, count=args.count,
-            jobs=args.jobs, device=args.device, params=_probe_params(args.param),
+            jobs=args.jobs, device=resolve_device(args.device), params=_probe_params(args.param),
             progress=not args.quiet, report=False)
     _print_manifest(out)
     print(build_report(out, run))
@@ -368,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config value; repeatable")
     p.add_argument("--out", type=Path, help="run directory (default checkpoints/<run name>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
+                   "(default cpu)")
     p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(fn=cmd_train)
@@ -449,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="about this many checkpoints, spread log-linearly")
     p.add_argument("--jobs", type=int, default=1, help="processes over checkpoints")
     p.add_argument("--out", type=Path, help="analysis directory (default analyses/<run name>)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
+                   "(default cpu)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_analyze)
 

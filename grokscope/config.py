@@ -94,6 +94,7 @@ class TrainConfig:
     loss_dtype: str = "float64"    # float32 or float64 (Nanda et al. use float64)
     log_every: int = 1             # metrics row every this many steps
     threads: int = 0               # torch threads; 0 leaves torch's default
+    stop_after: int = 0            # >0: stop this many steps after the run generalizes (0: run all steps)
     # Omnigrok (Liu, Michaud, Tegmark 2023): hold the global L2 norm of all parameters fixed
     fixed_norm: float | None = None  # None: off; else the target norm, a multiple of w0 (the norm at default init)
     fixed_norm_absolute: bool = False  # true: fixed_norm is the norm itself, not a multiple of w0

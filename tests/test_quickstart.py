@@ -14,3 +14,4 @@ def test_quickstart_groks(tmp_path):
     assert m["train_acc"][-1] == 1.0 and m["test_acc"][-1] >= 0.99
     at_memorization = m["test_acc"][m["step"] == mem][0]
     assert at_memorization < 0.5  # memorized, not generalized
+    assert int(m["step"][-1]) == gen + 400 == run.info["stopped_early_at"]  # train.stop_after = 400

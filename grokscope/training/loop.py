@@ -32,7 +32,13 @@ from grokscope.config import RunConfig
 from grokscope.console import Progress, format_duration
 from grokscope.errors import DiskFullError, GrokscopeError
 from grokscope.measures.losses import loss_and_accuracy
-from grokscope.measures.transitions import transition_rules, transition_steps
+from grokscope.measures.transitions import (
+    GENERALIZED,
+    LOSS_FRACTION,
+    TOLERANCE,
+    transition_rules,
+    transition_steps,
+)
 from grokscope.store import Run, atomic_write_json, directory_bytes, format_bytes, run_status, stored_config
 from grokscope.tasks import task_targets
 from grokscope.training.optim import lr_at
@@ -69,6 +75,27 @@ class Stepper(Protocol):
     def flush(self) -> None: ...
 
 
+def early_stop_due(stepper, generalized: dict, step: int) -> bool:
+    """`train.stop_after`: true once every live run generalized (`transitions.transition_steps`'
+    rule, updated from each new metrics row) at least `stop_after` steps ago."""
+    for st in stepper.runs:
+        if st.diverged_at is None and generalized[id(st)] is None and st.writer.rows:
+            generalized[id(st)] = first_generalized(st.writer.rows)
+    live = [generalized[id(st)] for st in stepper.runs if st.diverged_at is None]
+    return bool(live) and all(g is not None and step >= g + stepper.config.train.stop_after for g in live)
+
+
+def first_generalized(rows: list[tuple]) -> int | None:
+    """The generalization step if the last metrics row (step, train loss, train acc, test loss,
+    test acc, ...) meets the rule, else None: test accuracy >= 99%, or for regression the test
+    loss at 10% of its first value."""
+    step, test_loss, test_acc = rows[-1][0], rows[-1][3], rows[-1][4]
+    if test_acc == test_acc:  # not NaN: a classifier
+        return step if test_acc >= GENERALIZED - TOLERANCE else None
+    first = rows[0][3]
+    return step if first == first and test_loss <= LOSS_FRACTION * first + TOLERANCE else None
+
+
 def resume_due(at_checkpoint: bool, since_last: float, resume_seconds: float) -> bool:
     """Write the resume state at a checkpoint step once `resume_seconds` have passed, or at any
     step once they have passed twice over (sparse schedules leave long gaps between checkpoints);
@@ -93,6 +120,8 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         for sig in (signal.SIGINT, signal.SIGTERM):
             handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
     bar = Progress(t.steps, start=stepper.step, enabled=progress, label=label)
+    gen_steps = {id(st): transition_steps(st.writer.metrics())[1] for st in stepper.runs}
+    stopped_early = None
     last_resume = last_status = time.perf_counter()
     flush_seconds = io_seconds = 0.0
     t_start = time.perf_counter()
@@ -124,10 +153,14 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
                 mark_diverged(st, config, s)
             if not stepper.active():
                 break
-            if s in to_checkpoint:
+            stop = t.stop_after > 0 and s % t.log_every == 0 and early_stop_due(stepper, gen_steps, s)
+            if s in to_checkpoint or stop:
                 t_io = time.perf_counter()
                 stepper.checkpoint()
                 io_seconds += time.perf_counter() - t_io
+            if stop:
+                stopped_early = s
+                break
             if s == t.steps:
                 break
             stepper.update(lr)
@@ -142,7 +175,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         if len(stepper.runs) == 1:
             raise TrainingDiverged(stepper.runs[0].info["divergence"])
         return [Run(st.writer.path) for st in stepper.runs]
-    stepper.step = t.steps
+    stepper.step = stopped_early if stopped_early is not None else t.steps
     try:
         stepper.flush()
     except DiskFullError as e:
@@ -155,8 +188,9 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             runs.append(Run(st.writer.path))
             continue
         memorized, generalized = transition_steps(st.writer.metrics())
+        early = {"stopped_early_at": stopped_early} if stopped_early is not None else {}
         st.writer.set_status(st.info, "complete", memorization_step=memorized,
-                             generalization_step=generalized,
+                             generalization_step=generalized, **early,
                              train_seconds=round(elapsed / len(stepper.runs), 3),
                              io_seconds=round(io_seconds / len(stepper.runs), 3), **group)
         if progress:

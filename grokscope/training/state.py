@@ -91,6 +91,8 @@ def check_config(config: RunConfig) -> None:
         raise UsageError(f"unknown train.loss {t.loss!r}; choose one of {', '.join(LOSSES)}")
     if t.loss_dtype not in DTYPES:
         raise UsageError(f"unknown train.loss_dtype {t.loss_dtype!r}; choose float32 or float64")
+    if t.stop_after < 0:
+        raise UsageError(f"train.stop_after must be >= 0 (0: off), got {t.stop_after}")
     if t.log_every < 1 or t.batch_size < 0:
         raise UsageError("train.log_every must be >= 1 and train.batch_size >= 0 (0: full batch)")
     if config.task.name in ("polynomial", "teacher_student") and t.loss != "mse":
