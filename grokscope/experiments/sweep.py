@@ -159,11 +159,16 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
     units, fresh = [], []
     resumed: dict[tuple, list[Point]] = {}
     for p in pending:
-        if RunWriter(run_dir / p.name).resume_step() == 0:
-            fresh.append(p)
+        path = run_dir / p.name
+        # a run the stacked trainer started stays in its group, even a member killed before its
+        # first resume state: trained alone or in another group it would not end bit-identical
+        stacked_with = Run(path).info.get("stacked_with") if run_status(path) is not None else None
+        if stacked_with:
+            resumed.setdefault(tuple(stacked_with), []).append(p)
+        elif RunWriter(path).resume_step() > 0:
+            resumed.setdefault((p.name,), []).append(p)
         else:
-            group = tuple(Run(run_dir / p.name).info.get("stacked_with") or (p.name,))
-            resumed.setdefault(group, []).append(p)
+            fresh.append(p)
     units += [unit(members, True) for members in resumed.values()]
     groups: dict[str | None, list[Point]] = {}
     for p in fresh:

@@ -85,6 +85,10 @@ class StackedStepper:
                 st.writer.load_rows(self.step)
         self.resume_hint = "run the same command again to continue"
         self._stack()
+        if self.step == 0:
+            # every run holds a resume state before any holds a later one, so a group killed
+            # while flushing its first real state can still bring all its runs to one step
+            self.flush()
 
     def _stack(self) -> None:
         model0 = self.runs[0].model

@@ -167,3 +167,41 @@ def test_stacked_sweep_interrupted_mid_run_resumes_bit_identically(tmp_path, mon
     part = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, progress=False)
     for run in (whole / "runs").iterdir():
         assert (run / "metrics.csv").read_bytes() == (part / "runs" / run.name / "metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("kill_at", [0, 1])
+def test_stacked_group_killed_in_its_first_flushes_resumes_bit_identically(tmp_path, monkeypatch, kill_at):
+    """Killed after the first run of a stacked group wrote its resume state and before the
+    others did (at the group's start, step 0, or its first real flush, step 1): the re-run keeps
+    the group together (a member without a resume state is not trained alone or with another
+    trainer) and ends byte for byte as the uninterrupted sweep. Found by the SIGKILL suite."""
+    from grokscope.training.state import RunState
+
+    sets = ["train.steps=40", "checkpoint.resume_seconds=0"]
+    whole = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "whole", jobs=1, vectorize="always",
+                  progress=False)
+
+    class Killed(BaseException):
+        pass
+
+    real, flushed = RunState.flush, []
+
+    def dying(self):
+        if self.step == kill_at and flushed.count(kill_at) == 1:
+            raise Killed
+        real(self)
+        flushed.append(self.step)
+
+    monkeypatch.setattr(RunState, "flush", dying)
+    with pytest.raises(Killed):
+        sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, vectorize="always", progress=False)
+    monkeypatch.setattr(RunState, "flush", real)
+    part = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "part", jobs=1, vectorize="always",
+                 progress=False)
+    for run in (whole / "runs").iterdir():
+        files = sorted(p.relative_to(run) for p in run.rglob("*") if p.is_file() and p.name != "run.json")
+        assert files and files == sorted(p.relative_to(part / "runs" / run.name)
+                                         for p in (part / "runs" / run.name).rglob("*")
+                                         if p.is_file() and p.name != "run.json")
+        for f in files:
+            assert (run / f).read_bytes() == (part / "runs" / run.name / f).read_bytes(), (run.name, f)
