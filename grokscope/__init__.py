@@ -25,6 +25,8 @@ _LAZY = {
     "analyze": "grokscope.analysis",
     "build_report": "grokscope.report.document",
     "import_run": "grokscope.importers",
+    "import_checkpoints": "grokscope.importers",
+    "Recorder": "grokscope.recorder",
     "sweep": "grokscope.experiments.sweep",
     "landscape": "grokscope.experiments.landscape",
     # writing a probe

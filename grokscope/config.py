@@ -46,7 +46,7 @@ class TaskConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "transformer"      # transformer, mlp, committee, toy (Liu et al. 2022), lstm
+    name: str = "transformer"      # transformer, mlp, committee, toy (Liu et al. 2022), lstm, custom
     n_layers: int = 1
     d_model: int = 128
     n_heads: int = 4
@@ -65,6 +65,8 @@ class ModelConfig:
     alpha_lr: bool = False         # divide the learning rate by alpha^2
     eps: float = 0.02              # committee: phi(h) = h + eps/2 h^2 (Kumar et al. 2024)
     compose: str = "sum"           # toy: decoder input E_a + E_b ("sum") or E_a @ E_b ("matmul", S3)
+    factory: str = ""              # custom: "module:function" or "path/file.py:function" returning the nn.Module
+    hooks: str = ""                # custom: "embed=<module>,unembed=<module>,blocks.0.mlp.hook_post=<module>,..."
 
 
 @dataclass(frozen=True)

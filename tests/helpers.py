@@ -34,12 +34,15 @@ def tiny_config(**sections) -> RunConfig:
                                         for k, v in sections.items()})
 
 
-def run_cli(*args, cwd=None, timeout=300):
-    """The `grokscope` command in a fresh process (what a user runs; ~5 s of imports)."""
+def run_cli(*args, cwd=None, timeout=300, env=None):
+    """The `grokscope` command in a fresh process (what a user runs; ~5 s of imports); `env`
+    adds to the environment."""
+    import os
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "grokscope.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 def cli(*args, cwd=None):

@@ -29,7 +29,7 @@ from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkp
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
 from grokscope.console import Progress
 from grokscope.errors import CorruptFileError, UsageError
-from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe
+from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe, unmet_need
 from grokscope.specs import write_spec
 from grokscope.store import Run, atomic_write_bytes, load_run
 from grokscope.tables import (
@@ -147,10 +147,13 @@ def _analyze_locked(run: Run, selected: list[Selected], chosen: list[int], out: 
     t_start = time.perf_counter()
 
     active = []
+    plain = run.new_model() if run.config.model.name == "custom" else None  # a user's model
     for sel in selected:
         if sel.probe.scope != "checkpoint":
             continue
         ok = sel.probe.applies_to(run)
+        if ok is True and plain is not None:
+            ok = unmet_need(sel.probe, plain) or True
         if ok is True:
             active.append(sel)
         else:

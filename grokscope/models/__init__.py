@@ -7,12 +7,16 @@ from torch import nn
 from grokscope.config import RunConfig
 from grokscope.errors import UsageError
 
-MODELS = ("transformer", "mlp", "committee", "toy", "lstm")
+MODELS = ("transformer", "mlp", "committee", "toy", "lstm", "custom")
 
 
 def build_model(config: RunConfig, task) -> nn.Module:
     """The model a config names, sized for the task, initialised from the current torch seed."""
     m = config.model
+    if m.name == "custom":
+        from grokscope.models.adapter import Adapted
+
+        return Adapted(custom_model(m.factory, task), m.hooks)
     continuous = getattr(task, "is_continuous", False)
     if m.name != "toy" and getattr(task, "name", "").startswith("toy_"):
         raise UsageError(f"task {task.name} is Liu et al.'s toy task; use model.name=toy")
@@ -54,3 +58,32 @@ def build_model(config: RunConfig, task) -> nn.Module:
         return LSTM(task.vocab_size, task.n_classes, d_embed=m.d_embed or m.d_model,
                     d_hidden=m.d_model, n_layers=m.n_layers, init_scale=m.init_scale)
     raise UsageError(f"unknown model.name {m.name!r}; choose one of {', '.join(MODELS)}")
+
+
+def custom_model(factory: str, task) -> nn.Module:
+    """A user's model: `factory` ("module:function" or "path/file.py:function") called with no
+    arguments, or with the task when it takes one. Any `nn.Module`; it is called on the task's
+    inputs and must return what grokscope's models return (logits at the answer position)."""
+    import inspect
+
+    from grokscope.loading import load_object
+
+    if not factory:
+        raise UsageError("model.name=custom needs model.factory (module:function or path/file.py:function "
+                         "that returns your nn.Module)")
+    fn = load_object(factory, "model factory")
+    if not callable(fn):
+        raise UsageError(f"model factory {factory} is not callable")
+    try:
+        required = [p for p in inspect.signature(fn).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        required = []
+    try:
+        model = fn(task) if required else fn()
+    except Exception as e:
+        raise UsageError(f"model factory {factory} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                         ) from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+    return model

@@ -24,14 +24,16 @@ def neuron_to_logit(model: nn.Module) -> Tensor:
     """(n_classes, d_mlp): W_L, the map from the last MLP layer's neurons to the logits
     (W_U^T W_out for the transformer; W_U^T for the MLP, whose last hidden layer feeds W_U)."""
     W_U = model.unembed.W_U.detach()
-    last = model.blocks[-1].mlp
+    blocks = getattr(model, "blocks", None)
+    last = blocks[-1].mlp if blocks is not None else None
     if hasattr(last, "W_out"):
         return W_U.T @ last.W_out.detach().T
     return W_U.T
 
 
 def last_mlp_hook(model: nn.Module) -> str:
-    return f"blocks.{len(model.blocks) - 1}.mlp.hook_post"
+    mapped = getattr(model, "neuron_hook", None)  # a user's model (models/adapter.py)
+    return mapped if mapped else f"blocks.{len(model.blocks) - 1}.mlp.hook_post"
 
 
 def answer_neuron_acts(model: nn.Module, inputs: Tensor) -> Tensor:

@@ -16,18 +16,15 @@ Probes are found, in this order, among the built-ins (`@register_probe`), the en
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from grokscope.errors import UsageError
+from grokscope.loading import load_object
 from grokscope.specs import FigureSpec, Headline, ReportSpec, default_figures
 
 ENTRY_POINT_GROUP = "grokscope.probes"
@@ -39,6 +36,34 @@ class ProbeResult:
 
     scalars: dict[str, float | str]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+NEEDS = {
+    "outputs": "the model's outputs on task inputs",
+    "parameters": "the parameters",
+    "embeddings": "token embeddings (embed.W_E)",
+    "unembedding": "the unembedding (unembed.W_U)",
+    "neurons": "MLP neuron activations (blocks.N.mlp.hook_post)",
+    "activations": "named activations (hook points)",
+    "grokscope-model": "one of grokscope's own model kinds",
+}
+
+
+def needs_text(cls) -> str:
+    if cls.scope == "run":
+        return " [needs: the other probes' tables]"
+    return f" [needs: {', '.join(cls.needs)}]" if cls.needs else ""
+
+
+def unmet_need(probe: "Probe", model: torch.nn.Module) -> str | None:
+    """Why `model` (a user's plain model, models/adapter.py) cannot give what `probe` needs, or None."""
+    from grokscope.models.adapter import can_provide
+
+    for need in probe.needs:
+        ok = can_provide(model, need)
+        if ok is not True:
+            return f"needs {ok}"
+    return None
 
 
 class Probe:
@@ -54,6 +79,7 @@ class Probe:
     description: str = ""
     defaults: dict[str, Any] = {}
     scope: str = "checkpoint"
+    needs: tuple[str, ...] = ()    # what of a model it reads (NEEDS); a user's plain model is checked for it
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -194,9 +220,10 @@ def _entry_points() -> dict[str, Any]:
 
 
 def available_probes() -> list[tuple[str, str, str]]:
-    """(name, description, origin) of every built-in and entry-point probe."""
+    """(name, description, origin) of every built-in and entry-point probe; the description ends
+    with what the probe needs of a model (NEEDS), which decides whether it runs on a user's model."""
     _load_builtins()
-    rows = [(n, c.description, "built-in") for n, c in sorted(_BUILTINS.items())]
+    rows = [(n, c.description + needs_text(c), "built-in") for n, c in sorted(_BUILTINS.items())]
     for name, ep in sorted(_entry_points().items()):
         if name in _BUILTINS:
             rows.append((name, f"(shadowed by the built-in probe of this name) {ep.value}", "entry point"))
@@ -218,30 +245,7 @@ def _check_class(obj: Any, spec: str) -> type[Probe]:
 
 
 def _load_spec(spec: str) -> type[Probe]:
-    target, _, cls_name = spec.rpartition(":")
-    if target.endswith(".py") or "/" in target:
-        path = Path(target)
-        if not path.is_file():
-            raise UsageError(f"probe file {path} does not exist")
-        mod_name = "grokscope_user_probe_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-        module = sys.modules.get(mod_name)
-        if module is None:
-            spec_obj = importlib.util.spec_from_file_location(mod_name, path)
-            module = importlib.util.module_from_spec(spec_obj)
-            sys.modules[mod_name] = module
-            try:
-                spec_obj.loader.exec_module(module)
-            except Exception as e:
-                del sys.modules[mod_name]
-                raise UsageError(f"probe file {path} failed to import: {type(e).__name__}: {e}") from None
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise UsageError(f"cannot import probe module {target!r}: {e}") from None
-    if not hasattr(module, cls_name):
-        raise UsageError(f"{target} has no class {cls_name!r}")
-    return _check_class(getattr(module, cls_name), spec)
+    return _check_class(load_object(spec, "probe"), spec)
 
 
 def resolve_probe(spec: str) -> tuple[type[Probe], str]:

@@ -10,6 +10,8 @@ from grokscope.probes.base import Probe, ProbeContext, register_probe
 
 def default_hooks(model) -> list[str]:
     names = set(model.hook_dict)
+    if not hasattr(model, "blocks"):  # a user's model: the activations its model.hooks map
+        return sorted(names)
     wanted = ["hook_embed", "blocks.0.hook_resid_mid", f"blocks.{len(model.blocks) - 1}.mlp.hook_post"]
     return [n for n in wanted if n in names]
 
@@ -31,6 +33,7 @@ def representations(model, inputs: torch.Tensor, hooks: list[str]) -> dict[str, 
 @register_probe
 class CKAProbe(Probe):
     name = "cka"
+    needs = ("activations",)
     version = "1"
     description = "linear CKA of hook-point activations against the final and the first checkpoint"
     defaults = {"hooks": "auto", "split": "test", "n": 512, "debiased": False}

@@ -48,6 +48,7 @@ def key_frequencies(ctx: ProbeContext, per_checkpoint: bool, source: str) -> lis
 @register_probe
 class FourierProbe(Probe):
     name = "fourier"
+    needs = ("embeddings", "unembedding", "neurons")
     version = "1"
     description = "Fourier norms of W_E, key frequencies, Gini of W_E and W_L, single-frequency neurons"
     defaults = {"per_checkpoint_keys": False, "key_source": "embed", "neuron_threshold": 0.85}

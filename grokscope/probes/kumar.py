@@ -12,6 +12,7 @@ from grokscope.specs import FigureSpec, Panel
 @register_probe
 class KumarStatsProbe(Probe):
     name = "kumar_stats"
+    needs = ("grokscope-model",)
     version = "1"
     description = "linear-mode, misalignment and variance error terms of Kumar et al.'s committee machine"
 

@@ -30,6 +30,7 @@ def devinterp_missing() -> str | None:
 @register_probe
 class LLCProbe(Probe):
     name = "llc"
+    needs = ("outputs", "parameters")
     version = "1"
     description = ("local learning coefficient λ̂ = nβ (E[L_n(w)] − L_n(w*)) by SGLD localized at the checkpoint "
                    "(Lau et al. 2023; devinterp)")

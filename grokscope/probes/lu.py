@@ -22,6 +22,7 @@ from grokscope.tables import landscape_table_path, read_landscape
 @register_probe
 class LUProbe(Probe):
     name = "lu"
+    needs = ("parameters",)
     version = "1"
     description = "weight norm and losses placed on an Omnigrok landscape (--param lu.landscape=DIR)"
     defaults = {"landscape": ""}

@@ -13,6 +13,7 @@ from grokscope.tasks import task_targets
 @register_probe
 class MetricsProbe(Probe):
     name = "metrics"
+    needs = ("outputs",)
     version = "1"
     description = "train/test loss and accuracy recomputed in float64 on the stored split"
 
@@ -43,6 +44,7 @@ def split_losses(ctx: ProbeContext) -> dict[str, float]:
 @register_probe
 class WeightsProbe(Probe):
     name = "weights"
+    needs = ("parameters",)
     version = "1"
     description = "global L2 norm and sum of squares of all parameters, and each parameter's norm"
 

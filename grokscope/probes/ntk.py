@@ -64,6 +64,7 @@ def _check(params) -> bool | str:
 @register_probe
 class NTKSpectrumProbe(Probe):
     name = "ntk_spectrum"
+    needs = ("outputs", "parameters")
     version = "1"
     description = "top eigenvalues, trace and effective rank of the empirical NTK on an evaluation subset"
     defaults = {"split": "train", "n": 256, "k": 10, "kernel": "auto", "n_projections": 4, "dtype": "float32"}
@@ -89,6 +90,7 @@ class NTKSpectrumProbe(Probe):
 @register_probe
 class NTKAlignmentProbe(Probe):
     name = "ntk_alignment"
+    needs = ("outputs", "parameters")
     version = "1"
     description = "NTK-target alignment, kernel distance to init, parameter movement, lazy kernel-regression baseline"
     defaults = {"n": 128, "kernel": "auto", "n_projections": 4, "ridge": 1e-6, "dtype": "float32"}

@@ -11,6 +11,7 @@ from grokscope.specs import FigureSpec, Panel
 @register_probe
 class ParallelogramProbe(Probe):
     name = "parallelogram"
+    needs = ("embeddings",)
     version = "2"
     description = "RQI, effective parallelogram loss and predicted accuracy of the token embedding (Liu et al. 2022)"
     defaults = {"tol": 0.01}

@@ -13,6 +13,7 @@ from grokscope.specs import FigureSpec, Panel
 @register_probe
 class ProgressProbe(Probe):
     name = "progress"
+    needs = ("outputs", "embeddings")
     version = "1"
     description = "restricted and excluded loss over the key frequencies (Nanda et al. 2023)"
     defaults = {"per_checkpoint_keys": False, "key_source": "embed"}
