@@ -350,7 +350,16 @@ def cmd_import(args) -> int:
     from grokscope.importers import import_run
 
     out = args.out or Path("checkpoints") / Path(args.source).stem
-    run = import_run(args.format, args.source, out)
+    if args.format == "checkpoints":
+        run = import_run("checkpoints", args.source, out, model=args.model, task=args.task, config=args.config,
+                         overrides=args.set, split=args.split, step_pattern=args.step_pattern,
+                         hooks=args.hooks, progress=not args.quiet)
+    else:
+        extra = [flag for flag, value in (("--model", args.model), ("--task", args.task), ("--config", args.config),
+                                          ("--split", args.split), ("--set", args.set)) if value]
+        if extra:
+            raise UsageError(f"{extra[0]} applies to `import checkpoints`, not to `import {args.format}`")
+        run = import_run(args.format, args.source, out)
     print(run.path)
     return 0
 
@@ -470,10 +479,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.set_defaults(fn=cmd_compare)
 
-    p = sub.add_parser("import", help="convert a published checkpoint into a run directory")
-    p.add_argument("format", choices=["nanda"], help="the source format")
-    p.add_argument("source", type=Path)
+    p = sub.add_parser("import", help="make a run directory from checkpoints trained elsewhere")
+    p.add_argument("format", choices=["nanda", "checkpoints"],
+                   help="nanda: Nanda et al.'s published .pth; checkpoints: a folder of state dicts")
+    p.add_argument("source", type=Path, help="the .pth file (nanda) or the folder of checkpoints")
     p.add_argument("--out", type=Path)
+    p.add_argument("--model", help="checkpoints: module:function or path/file.py:function that builds the model")
+    p.add_argument("--task", help="checkpoints: the task name (modular, toy_add, mnist, ...); settings with --set")
+    p.add_argument("--config", type=Path, help="checkpoints: a JSON or TOML file of config sections ([task], "
+                   "[optim], [train])")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="checkpoints: a config value (task.p=97, task.frac_train=0.3, ...); repeatable")
+    p.add_argument("--split", type=Path, help="checkpoints: a JSON file with train_indices (and test_indices), rows "
+                   "of the task's grid; default: grokscope's split rule with the config's seed")
+    p.add_argument("--step-pattern", default=r"(\d+)", help="checkpoints: regular expression for the step in a "
+                   "file name (its last match; its first group if it has one); default (\\d+)")
+    p.add_argument("--hooks", default="", help="checkpoints: our names for the model's parts, "
+                   "e.g. embed=emb,unembed=out,blocks.0.mlp.hook_post=act (docs/recorder.md)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(fn=cmd_import)
     return parser
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import ROOT, run_cli
 from torch import nn
+from user_models import HOOKS, Plain
 
 import grokscope
 from grokscope.errors import UsageError
@@ -19,22 +20,6 @@ from grokscope.recorder import Recorder, measured_row
 from grokscope.store import Run, read_metrics_rows
 
 EXAMPLE = ROOT / "docs" / "examples" / "own_loop.py"
-
-
-class Plain(nn.Module):
-    """A user's model: tokens (batch, 3) -> logits (batch, p), no grokscope names anywhere."""
-
-    def __init__(self, p: int = 11, d: int = 8, hidden: int = 16):
-        super().__init__()
-        self.emb = nn.Embedding(p + 1, d)
-        self.body = nn.Sequential(nn.Linear(2 * d, hidden), nn.ReLU())
-        self.out = nn.Linear(hidden, p)
-
-    def forward(self, x):
-        return self.out(self.body(self.emb(x[:, :2]).flatten(1)))
-
-
-HOOKS = "embed=emb,unembed=out,hook_embed=emb,blocks.0.mlp.hook_post=body.1"
 
 
 def record(out, steps=40, log=True, hooks=HOOKS, **kw):
@@ -112,12 +97,12 @@ def test_a_crashed_script_leaves_an_analyzable_run(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys, torch
         sys.path.insert(0, {str(ROOT / "tests")!r})
-        from test_recorder import Plain, HOOKS
+        from user_models import Plain, HOOKS
         from grokscope import Recorder
         how, out = sys.argv[1], sys.argv[2]
         model = Plain()
         with Recorder(out, model, task={{"name": "modular", "p": 11}}, steps=200, hooks=HOOKS,
-                      model_factory="test_recorder:Plain", metrics_seconds=0) as rec:
+                      model_factory="user_models:Plain", metrics_seconds=0) as rec:
             for step in range(201):
                 if rec.wants(step):
                     rec.checkpoint(step, model)
