@@ -13,6 +13,12 @@ Two ways to the same numbers:
   unembedding. In a one-layer model without LayerNorm the keys and values of a position depend
   on its token only, so they come from a (vocab, position) table, and so does the last query.
 `run_with_cache` / `run_with_hooks` therefore always see every position.
+
+TransformerLens's own tools (activation patching in `transformer_lens.patching`, the
+`ActivationCache` decompositions, logit attribution) read `cfg`, `to_tokens`,
+`tokens_to_residual_directions` and `accumulated_bias`: the model has them, and `run_with_cache`
+returns an `ActivationCache`. Its output is the logits at the answer position only, (batch,
+n_classes), where a TransformerLens language model returns every position's.
 """
 
 from __future__ import annotations
@@ -149,6 +155,9 @@ class Transformer(HookedRootModule):
         super().__init__()
         self.d_vocab, self.n_classes, self.n_ctx = d_vocab, n_classes, n_ctx
         self.fast = fast
+        self._cfg_args = dict(d_model=d_model, d_head=d_head, n_layers=n_layers, n_ctx=n_ctx, n_heads=n_heads,
+                              d_mlp=d_mlp, d_vocab=d_vocab, act_fn=act,
+                              normalization_type="LN" if layernorm else None)
         self.embed = Embed(d_vocab, d_model)
         self.hook_embed = HookPoint()      # (batch, pos, d_model)
         self.pos_embed = PosEmbed(n_ctx, d_model)
@@ -221,3 +230,69 @@ class Transformer(HookedRootModule):
         resid = x_last + z.flatten(1) @ attn.W_O.flatten(0, 1)
         resid = resid + block.mlp(resid)
         return resid[:, None, :]
+
+    # ---------------------------------------------------------------- TransformerLens's interface
+
+    @property
+    def cfg(self):
+        """The TransformerLensConfig TransformerLens's tools read (sizes, normalization, device)."""
+        from transformer_lens.config import TransformerLensConfig
+
+        return TransformerLensConfig(**self._cfg_args, device=str(self.embed.W_E.device))
+
+    @property
+    def W_U(self) -> Tensor:
+        return self.unembed.W_U
+
+    @property
+    def W_E(self) -> Tensor:
+        return self.embed.W_E
+
+    @property
+    def W_pos(self) -> Tensor:
+        return self.pos_embed.W_pos
+
+    def run_with_cache(self, *args, return_cache_object: bool = True, **kwargs):
+        """(logits, cache): an `ActivationCache` (a plain dict with return_cache_object=False)."""
+        from transformer_lens import ActivationCache
+
+        out, cache = super().run_with_cache(*args, **kwargs)
+        if return_cache_object:
+            cache = ActivationCache(cache, self, has_batch_dim=not kwargs.get("remove_batch_dim", False))
+        return out, cache
+
+    def to_single_token(self, token: str | int) -> int:
+        """"=" is the last token (the task's `equals_token`); operands are their numbers."""
+        text = str(token).strip()
+        if text == "=":
+            return self.d_vocab - 1
+        if not text.isdigit() or int(text) >= self.d_vocab - 1:
+            raise ValueError(f"{token!r} is not a token of this task (0..{self.d_vocab - 2} or '=')")
+        return int(text)
+
+    def to_tokens(self, inputs, **_ignored) -> Tensor:
+        """Tokens (batch, n_ctx) from "a b =" strings (or lists of them), token lists or a tensor."""
+        if isinstance(inputs, Tensor):
+            return inputs if inputs.dim() == 2 else inputs[None]
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        rows = [[self.to_single_token(t) for t in (row.split() if isinstance(row, str) else row)] for row in inputs]
+        return torch.tensor(rows, dtype=torch.long, device=self.embed.W_E.device)
+
+    def tokens_to_residual_directions(self, tokens) -> Tensor:
+        """The unembedding direction of each answer token (class index): (..., d_model)."""
+        if isinstance(tokens, str):
+            tokens = self.to_single_token(tokens)
+        if isinstance(tokens, int):
+            return self.W_U[:, tokens]
+        tokens = torch.as_tensor(tokens, device=self.W_U.device)
+        return self.W_U[:, tokens].movedim(0, -1)
+
+    def accumulated_bias(self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True) -> Tensor:
+        """The biases added to the residual stream before layer `layer` (the MLPs' b_out; the
+        attention has no biases); with `mlp_input`, also up to that layer's MLP input."""
+        total = torch.zeros(self.embed.W_E.shape[1], device=self.embed.W_E.device)
+        if include_mlp_biases:
+            for block in self.blocks[:layer]:
+                total = total + block.mlp.b_out
+        return total

@@ -202,6 +202,7 @@ def _load_builtins() -> None:
         metrics,
         ntk,
         parallelogram,
+        patching,
         phases,
         progress,
     )
