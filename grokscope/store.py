@@ -409,6 +409,12 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r}, steps={len(self.steps)})"
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the run's key facts and its training curves."""
+        from grokscope.report.notebook import run_html
+
+        return run_html(self)
+
     @property
     def name(self) -> str:
         return self.path.name

@@ -117,8 +117,9 @@ def _worker_measure(run_path: str, step: int, specs: list[tuple[str, dict]], dev
 def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike | None = None,
             every: int | None = None, steps: str | None = None, count: int | None = None,
             jobs: int = 1, device: str = "cpu", params: dict[str, dict[str, Any]] | None = None,
-            progress: bool = True, report: bool = True) -> dict[str, Table]:
-    """Run probes over a run's checkpoints; returns {probe name: table}. See the module docstring.
+            progress: bool = True, report: bool = True) -> "Analysis":
+    """Run probes over a run's checkpoints; returns {probe name: table} (an `Analysis`: a dict
+    that knows its directory and shows a summary in a notebook). See the module docstring.
     `report=True` also builds report.md/html from what was written (`report.build_report`)."""
     run = run if isinstance(run, Run) else load_run(run)
     out = Path(out) if out is not None else default_out(run)
@@ -135,7 +136,21 @@ def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike
         from grokscope.report.document import build_report
 
         build_report(out, run)
-    return tables
+    return Analysis(tables, out)
+
+
+class Analysis(dict):
+    """{probe name: table}, with `path` (the analysis directory); in a notebook it displays the
+    summary, each probe's status and the key figures."""
+
+    def __init__(self, tables: dict[str, Table], path: Path):
+        super().__init__(tables)
+        self.path = Path(path)
+
+    def _repr_html_(self) -> str:
+        from grokscope.report.notebook import analysis_html
+
+        return analysis_html(self.path)
 
 
 def _analyze_locked(run: Run, selected: list[Selected], chosen: list[int], out: Path, jobs: int,

@@ -18,6 +18,15 @@ from grokscope.tables import write_table
 COLUMNS = ("memorization_step", "generalization_step", "delay", "test_loss_peak_step", "test_loss_below_1_step")
 
 
+class Comparison(type(Path())):
+    """The comparison's compare.html (a Path); in a notebook it shows the figure and the table."""
+
+    def _repr_html_(self) -> str:
+        from grokscope.report.notebook import comparison_html
+
+        return comparison_html(self.parent)
+
+
 def compare(runs: list[Run], out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,4 +87,4 @@ def _write(runs: list[Run], rows: dict[str, list], files: list[str], out: Path) 
                       f"<body><h1>grokscope comparison</h1><img src='data:image/png;base64,{png}' style='max-width:100%'>"
                       "<table border=1><tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{cells}</table>"
                       "</body></html>\n")
-    return out / "compare.html"
+    return Comparison(out / "compare.html")
