@@ -45,7 +45,8 @@ def cmd_train(args) -> int:
         from grokscope.store import load_run
 
         run = load_run(args.resume)
-        run = train(run.config, run.path, resume=True, progress=not args.quiet, device=resolve_device(args.device))
+        run = train(run.config, run.path, resume=True, progress=not args.quiet, device=resolve_device(args.device),
+                    log=args.log)
     else:
         if args.preset is None:
             raise UsageError("train needs --preset NAME (see `grokscope presets`) or --resume DIR")
@@ -54,7 +55,7 @@ def cmd_train(args) -> int:
             import dataclasses
 
             config = dataclasses.replace(config, name=_overrides_name(args.preset, args.set))
-        run = train(config, args.out, progress=not args.quiet, device=resolve_device(args.device))
+        run = train(config, args.out, progress=not args.quiet, device=resolve_device(args.device), log=args.log)
     print(run.path)
     return 0
 
@@ -144,11 +145,19 @@ def cmd_sweep(args) -> int:
                 raise ValueError
         except ValueError:
             raise UsageError(f"--checkpoints expects a count >= 1 or 'all', got {args.checkpoints!r}") from None
+    from grokscope.tracking import check_logger
+
+    check_logger(args.log)
     out = sweep(args.preset, args.grid, seeds=args.seeds, overrides=args.set, out=args.out,
                 jobs=args.jobs, executor=args.executor, address=args.address,
                 vectorize=args.vectorize, checkpoints=checkpoints, lag=args.lag,
                 threshold=args.threshold, progress=not args.quiet, dry_run=args.dry_run)
     if not args.dry_run:
+        if args.log != "none":
+            from grokscope.store import is_run
+            from grokscope.tracking import log_sweep
+
+            log_sweep(args.log, out, sorted(p for p in (out / "runs").iterdir() if is_run(p)))
         print(out / "report.html")
     return 0
 
@@ -297,14 +306,21 @@ def cmd_analyze(args) -> int:
     from grokscope.analysis import analyze, default_out
     from grokscope.report.document import build_report
     from grokscope.store import load_run
+    from grokscope.tracking import check_logger
 
+    check_logger(args.log)
     run = load_run(args.run)
     out = args.out or default_out(run)
     analyze(run, args.probe, out=out, every=args.every, steps=args.steps, count=args.count,
             jobs=args.jobs, device=resolve_device(args.device), params=_probe_params(args.param),
             progress=not args.quiet, report=False)
     _print_manifest(out)
-    print(build_report(out, run))
+    report = build_report(out, run)
+    if args.log != "none":
+        from grokscope.tracking import log_analysis
+
+        log_analysis(args.log, out, run)
+    print(report)
     return 0
 
 
@@ -384,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default cpu)")
     p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--log", default="none", choices=["none", "wandb"],
+                   help="also send metrics and config to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("landscape", help="best train/test loss against the weight norm (Omnigrok)")
@@ -431,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.9, help="accuracy threshold (default 0.9)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and the plan; train nothing")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--log", default="none", choices=["none", "wandb"],
+                   help="also send every run, the phase table and figures to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("critical-fraction", help="probability that n training pairs determine the "
@@ -465,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
                    "(default cpu)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--log", default="none", choices=["none", "wandb"],
+                   help="also send the probe columns and the report's figures to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
     p.set_defaults(fn=cmd_analyze)
 
     p = sub.add_parser("report", help="rebuild figures and the report from an analysis's tables")

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -106,11 +107,13 @@ def resume_due(at_checkpoint: bool, since_last: float, resume_seconds: float) ->
 
 
 def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
-             adaptive_flush: bool = False, status_file: Path | None = None) -> list[Run]:
+             adaptive_flush: bool = False, status_file: Path | None = None,
+             on_flush: Callable[[], None] | None = None) -> list[Run]:
     """Train from `stepper.step` to `train.steps`; Ctrl-C or SIGTERM saves the resume state and
     raises TrainingInterrupted. `adaptive_flush` keeps flushing (which writes every run of a
     stacked group) under ~5% of the time. `status_file` receives {"step", "steps"} every few
-    seconds (how a sweep shows progress inside a stacked group)."""
+    seconds (how a sweep shows progress inside a stacked group). `on_flush` is called after
+    each resume-state flush (experiment tracking sends the new metric rows then)."""
     config = stepper.config
     t = config.train
     to_checkpoint = set(checkpoint_schedule(t.steps, config.checkpoint))
@@ -130,6 +133,8 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             stepper.step = s
             if interrupted:
                 stepper.flush()
+                if on_flush is not None:
+                    on_flush()
                 for st in stepper.runs:
                     st.writer.set_status(st.info, "interrupted")
                 raise TrainingInterrupted(f"interrupted at step {s:,}; {stepper.resume_hint}")
@@ -141,6 +146,8 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
                 last_resume = time.perf_counter()
                 flush_seconds = last_resume - t_io
                 io_seconds += flush_seconds
+                if on_flush is not None:
+                    on_flush()
             stepper.forward()
             lr = lr_at(config, s)
             diverged = stepper.non_finite()
@@ -314,12 +321,16 @@ def progress_text(row: tuple) -> str:
 
 
 def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
-          progress: bool = True, device: str = "cpu") -> Run:
+          progress: bool = True, device: str = "cpu", log: str = "none") -> Run:
     """Train `config` into the run directory `out` (default `checkpoints/<name>`); returns the Run.
 
     With `resume=True`, `out` must hold a run; training continues from its resume state with
-    the stored config.
+    the stored config. `log="wandb"` also sends the metrics and config to Weights & Biases
+    (grokscope/tracking.py).
     """
+    from grokscope.tracking import check_logger
+
+    check_logger(log)
     out = Path(out) if out is not None else default_out(config)
     if resume:
         config = stored_config(out) or config
@@ -333,7 +344,21 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     st = setup_run(config, out, resume=resume, device=device)
-    return run_loop(PlainStepper(config, st, device), progress=progress)[0]
+    if log == "none":
+        return run_loop(PlainStepper(config, st, device), progress=progress)[0]
+    from grokscope.store import METRIC_COLUMNS
+    from grokscope.tracking import tracker
+
+    track = tracker(log, out, "train", st.info["config"], steps=config.train.steps)
+    try:
+        run = run_loop(PlainStepper(config, st, device), progress=progress,
+                       on_flush=lambda: track.log_rows(st.writer.rows, METRIC_COLUMNS))[0]
+        track.summary(memorization_step=run.info.get("memorization_step"),
+                      generalization_step=run.info.get("generalization_step"), status=run.status)
+        return run
+    finally:
+        track.log_rows(st.writer.rows, METRIC_COLUMNS, last=True)
+        track.finish()
 
 
 def ensure_trained(config: RunConfig, out: str | os.PathLike, *, progress: bool = False,
