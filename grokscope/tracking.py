@@ -56,7 +56,9 @@ class WandbTracker:
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "grokscope"), name=name or self.path.name,
                                   id=run_id(self.path, job), resume="allow", job_type=job, group=group,
                                   config=config, reinit="create_new", dir=os.environ.get("WANDB_DIR") or None,
-                                  settings=wandb.Settings(console="off", silent=True))
+                                  settings=wandb.Settings(console="off", silent=True, disable_git=True,
+                                                          disable_code=True, x_save_requirements=False,
+                                                          x_stats_sampling_interval=60.0))
         except Exception as e:  # no login, no network: one line, with the offline way out
             raise UsageError(f"W&B did not start ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                              "log in with `wandb login`, or set WANDB_MODE=offline and `wandb sync` later") from None
