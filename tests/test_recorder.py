@@ -189,11 +189,25 @@ def test_adapted_model_exposes_hooks_weights_and_its_own_state_dict():
 
 
 def test_a_probe_a_plain_model_cannot_feed_says_what_to_map(tmp_path):
-    rec, _ = record(tmp_path / "r", steps=20, hooks="")
+    """With no names mapped, the probes that need parts of the model are skipped with a line that
+    says what to map; the ones that need only outputs and parameters run on any module."""
+    import numpy as np
+
+    from grokscope.tables import write_table
+
+    rec, model = record(tmp_path / "r", steps=20, hooks="")
     rec.finish()
-    tables = grokscope.analyze(tmp_path / "r", probes=["metrics", "weights", "fourier", "cka", "ntk_spectrum"],
-                               out=tmp_path / "an", progress=False, report=False)
+    norm = float(torch.linalg.vector_norm(torch.cat([p.detach().flatten() for p in model.parameters()])))
+    write_table(tmp_path / "ls" / "landscape.csv", {
+        "scale": np.array([0.5, 1.0, 2.0]), "norm": np.array([0.5, 1.0, 2.0]) * norm,
+        "best_train_loss": np.array([1.0, 0.1, 0.01]), "best_test_loss": np.array([2.0, 0.5, 3.0])})
+    tables = grokscope.analyze(tmp_path / "r", probes=["metrics", "weights", "fourier", "cka", "ntk_spectrum",
+                                                       "ntk_alignment", "lu", "patching"],
+                               params={"lu": {"landscape": str(tmp_path / "ls")}}, out=tmp_path / "an",
+                               progress=False, report=False)
     probes = json.loads((tmp_path / "an" / "manifest.json").read_text())["probes"]
     assert probes["fourier"]["status"] == "skipped" and "model.hooks=\"embed=" in probes["fourier"]["reason"]
     assert probes["cka"]["status"] == "skipped" and "named activations" in probes["cka"]["reason"]
-    assert {"metrics", "weights", "ntk_spectrum"} <= set(tables)
+    assert probes["patching"]["status"] == "skipped"
+    assert {"metrics", "weights", "ntk_spectrum", "ntk_alignment", "lu"} <= set(tables)
+    assert tables["lu"]["norm_scale"][-1] == pytest.approx(1.0, rel=1e-4)   # the last checkpoint is the model
