@@ -148,8 +148,12 @@ def cmd_sweep(args) -> int:
     from grokscope.tracking import check_logger
 
     check_logger(args.log)
+    from grokscope.experiments.sweep import SlurmOptions
+
+    slurm = SlurmOptions(partition=args.partition, time=args.time, cpus_per_task=args.cpus_per_task,
+                         gpus_per_task=args.gpus_per_task, max_parallel=args.max_parallel, cluster=args.slurm_cluster)
     out = sweep(args.preset, args.grid, seeds=args.seeds, overrides=args.set, out=args.out,
-                jobs=args.jobs, executor=args.executor, address=args.address,
+                jobs=args.jobs, executor=args.executor, address=args.address, slurm=slurm,
                 vectorize=args.vectorize, checkpoints=checkpoints, lag=args.lag,
                 threshold=args.threshold, progress=not args.quiet, dry_run=args.dry_run)
     if not args.dry_run:
@@ -439,8 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override applied to every run")
     p.add_argument("--out", type=Path, help="sweep directory (default checkpoints/sweep-<preset>)")
     p.add_argument("--jobs", type=int, default=2, help="local worker processes (default 2)")
-    p.add_argument("--executor", default="local", help="local (default) or ray")
+    p.add_argument("--executor", default="local", help="local (default), ray, or slurm (one job array through "
+                   "submitit; --jobs is then the number of array tasks)")
     p.add_argument("--address", help="Ray cluster address (e.g. auto); default starts a local Ray")
+    p.add_argument("--partition", help="slurm: the partition")
+    p.add_argument("--time", type=float, default=60, help="slurm: minutes per array task (default 60); a task that "
+                   "runs out is requeued and resumes from its run directories")
+    p.add_argument("--cpus-per-task", type=int, default=1, help="slurm: CPUs per task (torch threads)")
+    p.add_argument("--gpus-per-task", type=int, default=0, help="slurm: GPUs per task")
+    p.add_argument("--max-parallel", type=int, default=0, help="slurm: at most this many tasks at once")
+    p.add_argument("--slurm-cluster", default="slurm", help="slurm (default), or local: the same job array as "
+                   "real processes on this machine (submitit's local executor)")
     p.add_argument("--vectorize", default="auto",
                    help="train compatible small runs stacked: auto (when it pays), always, never")
     p.add_argument("--checkpoints", default="10",

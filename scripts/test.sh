@@ -12,4 +12,4 @@ fi
 # for their many fresh processes and cases) and the LLC accuracy checks. CI runs both; `-m slow` alone adds the long
 # end-to-end runs (quickstart to grokking).
 python -m pytest -q
-python -m pytest -q -m slow -k "real_interrupt or sigkill or truncate or empty or llc"
+python -m pytest -q -m slow -k "real_interrupt or sigkill or truncate or empty or llc or slurm"

@@ -10,7 +10,8 @@
 Run names are deterministic (`<preset>_<key><value>..._s<seed>`), so re-running the same command
 skips complete runs and resumes interrupted ones. Work is cut into units: a unit is one run, or a
 group of compatible runs trained stacked (`training.stacked`). Units go to local processes
-(default: both cores) or to a Ray cluster (`executor="ray"`); the same run directories come out.
+(default: both cores), to a Ray cluster (`executor="ray"`) or to Slurm as one job array through
+submitit (`executor="slurm"`); the same run directories come out.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ import numpy as np
 
 from grokscope.config import RunConfig, load_preset, valid_keys, with_overrides
 from grokscope.console import Progress
-from grokscope.errors import UsageError
+from grokscope.errors import GrokscopeError, UsageError
 from grokscope.store import Run, RunWriter, atomic_write_json, read_json, run_status, stored_config
 from grokscope.training import TrainingInterrupted
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 VECTORIZE = ("auto", "always", "never")
 
 
@@ -283,11 +284,129 @@ def _run_ray(units: list[dict], address: str | None, bar: Progress, base: int) -
         bar.update(base + _progress(units, finished), force=bool(ready))
 
 
+@dataclass
+class SlurmOptions:
+    """How each array task is submitted (`grokscope sweep --executor slurm`)."""
+
+    partition: str | None = None
+    time: float = 60                 # minutes per task; a task that runs out is requeued and resumes
+    cpus_per_task: int = 1
+    gpus_per_task: int = 0
+    max_parallel: int = 0            # at most this many tasks at once (0: Slurm's default)
+    cluster: str = "slurm"           # "local": the same code path as real processes on this machine
+    signal_delay_s: int = 90         # the timeout signal comes this long before the time limit
+    mem_gb: float | None = None
+
+
+class UnitTask:
+    """A sweep unit as a Slurm array task. Checkpointable: when Slurm preempts it or its time
+    runs out, submitit calls `checkpoint` and requeues the same unit, which resumes its runs
+    from their run directories (at most `checkpoint.resume_seconds` of work is repeated)."""
+
+    def __init__(self, threads: int = 1):
+        self.threads = threads
+
+    def __call__(self, unit: dict) -> list[str]:
+        return run_unit(unit, threads=self.threads)
+
+    def checkpoint(self, unit: dict):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(UnitTask(self.threads), unit)
+
+
+def _slurm_executor(out: Path, options: SlurmOptions):
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError("--executor slurm needs submitit: pip install 'grokscope[slurm]' (or pip install submitit)"
+                         ) from None
+    if options.cluster not in ("slurm", "local"):
+        raise UsageError(f"unknown --slurm-cluster {options.cluster!r}; choose slurm or local")
+    if options.time <= 0 or options.cpus_per_task < 1 or options.gpus_per_task < 0:
+        raise UsageError("--time must be positive, --cpus-per-task at least 1, --gpus-per-task at least 0")
+    folder = out / ".slurm" / "%j"
+    if options.cluster == "local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=options.time, gpus_per_node=options.gpus_per_task,
+                                   signal_delay_s=options.signal_delay_s)
+        return executor
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except Exception as e:  # no sbatch on this machine, for instance
+        raise UsageError(f"cannot submit to Slurm here ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         "run on the cluster's login node, or try the same path here with --slurm-cluster local"
+                         ) from None
+    params: dict[str, Any] = {"timeout_min": options.time, "cpus_per_task": options.cpus_per_task,
+                              "gpus_per_node": options.gpus_per_task, "name": f"grokscope-{out.name}",
+                              "slurm_signal_delay_s": options.signal_delay_s}
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    if options.max_parallel:
+        params["slurm_array_parallelism"] = options.max_parallel
+    if options.mem_gb:
+        params["mem_gb"] = options.mem_gb
+    executor.update_parameters(**params)
+    return executor
+
+
+def _check_no_live_jobs(out: Path, options: SlurmOptions) -> None:
+    """Refuse to submit while an earlier submission of this sweep still runs: two tasks would
+    train one run directory at once."""
+    if options.cluster != "slurm" or not (out / ".slurm" / "jobs.json").exists():
+        return
+    import submitit
+
+    live = []
+    for job_id in read_json(out / ".slurm" / "jobs.json").get("jobs", []):
+        try:
+            state = submitit.SlurmJob(out / ".slurm" / "%j", job_id).state
+        except Exception:
+            continue
+        if state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED"):
+            live.append(job_id)
+    if live:
+        raise UsageError(f"tasks {', '.join(live[:3])} of an earlier submission of this sweep are still queued or "
+                         "running; wait for them (squeue --me) or cancel them (scancel), then run the same command")
+
+
+def _run_slurm(units: list[dict], out: Path, options: SlurmOptions, bar: Progress, base: int) -> None:
+    """Submit the units as one job array and wait for it. Interrupting the wait leaves the array
+    running on the cluster; the same command later picks up what it finished."""
+    _check_no_live_jobs(out, options)
+    executor = _slurm_executor(out, options)
+    jobs = executor.map_array(UnitTask(options.cpus_per_task), units)
+    atomic_write_json(out / ".slurm" / "jobs.json", {"jobs": [job.job_id for job in jobs],
+                                                     "cluster": options.cluster})
+    finished: set[int] = set()
+    try:
+        while len(finished) < len(jobs):
+            for i, job in enumerate(jobs):
+                if i not in finished and job.done():
+                    try:
+                        job.result()
+                    except Exception as e:
+                        lines = [line for line in str(e).strip().splitlines() if line.strip()]
+                        raise GrokscopeError(
+                            f"array task {job.job_id} failed ({lines[-1][:200] if lines else type(e).__name__}; "
+                            f"log: {job.paths.stderr}); run the same command again to resume it") from None
+                    finished.add(i)
+            bar.update(base + _progress(units, finished), force=True)
+            if len(finished) < len(jobs):
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        if options.cluster == "slurm":
+            raise TrainingInterrupted(f"stopped waiting; the array keeps running on the cluster (jobs.json in "
+                                      f"{out / '.slurm'}); run the same command when it is done") from None
+        raise
+
+
 # ---------------------------------------------------------------- the sweep
 
 def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds: str | None = None,
           overrides: list[str] = (), out: str | os.PathLike | None = None, jobs: int = 2,
           executor: str = "local", address: str | None = None, vectorize: str = "auto",
+          slurm: SlurmOptions | None = None,
           checkpoints: int = 10, lag: int = 1000, threshold: float = 0.9,
           progress: bool = True, dry_run: bool = False) -> Path:
     """Train every point of the grid (skipping complete runs, resuming interrupted ones), then
@@ -326,10 +445,14 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
     try:
         if executor == "ray":
             _run_ray(units, address, bar, n_done)
+        elif executor == "slurm" and units:
+            _run_slurm(units, out, slurm or SlurmOptions(), bar, n_done)
         else:
             _run_local(units, jobs, bar, n_done)
-    except (KeyboardInterrupt, TrainingInterrupted):
+    except (KeyboardInterrupt, TrainingInterrupted) as e:
         bar.close()
+        if executor == "slurm" and isinstance(e, TrainingInterrupted):
+            raise
         raise TrainingInterrupted(f"sweep interrupted; run the same command again to resume ({out})") from None
     bar.close()
     if progress and units:
