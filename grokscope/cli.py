@@ -87,7 +87,7 @@ def cmd_landscape(args) -> int:
     config = with_overrides(load_preset(args.preset), _with_data_dir(args))
     scales = parse_scales(args.scales)
     out = args.out or Path("checkpoints") / f"landscape-{args.preset}"
-    landscape(config, scales, out, jobs=args.jobs, progress=not args.quiet)
+    landscape(config, scales, out, jobs=args.jobs, progress=not args.quiet, device=resolve_device(args.device))
     print(out / "landscape.png")
     return 0
 
@@ -154,6 +154,7 @@ def cmd_sweep(args) -> int:
                          gpus_per_task=args.gpus_per_task, max_parallel=args.max_parallel, cluster=args.slurm_cluster)
     out = sweep(args.preset, args.grid, seeds=args.seeds, overrides=args.set, out=args.out,
                 jobs=args.jobs, executor=args.executor, address=args.address, slurm=slurm,
+                device=resolve_device(args.device),
                 vectorize=args.vectorize, checkpoints=checkpoints, lag=args.lag,
                 threshold=args.threshold, progress=not args.quiet, dry_run=args.dry_run)
     if not args.dry_run:
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=2, help="norms trained at once (processes)")
     p.add_argument("--out", type=Path, help="default checkpoints/landscape-<preset>")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
+                   "(default cpu)")
     p.set_defaults(fn=cmd_landscape)
 
     p = sub.add_parser("llc-calibrate", help="sweep SGLD step size and temperature for the llc probe on one checkpoint")
@@ -464,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--log", default="none", choices=["none", "wandb"],
                    help="also send every run, the phase table and figures to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
+    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
+                   "(default cpu)")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("critical-fraction", help="probability that n training pairs determine the "

@@ -39,3 +39,29 @@ def test_cuda_training_matches_cpu(tmp_path):
     cpu = train(tiny_config(), tmp_path / "cpu", progress=False, device="cpu")
     gpu = train(tiny_config(), tmp_path / "gpu", progress=False, device="cuda")
     assert abs(cpu.metrics["train_loss"][-1] - gpu.metrics["train_loss"][-1]) < 1e-3
+
+
+def test_sweep_and_landscape_take_device_auto(tmp_path):
+    r = cli("sweep", "--preset", "liu-toy", "--grid", "optim.lr=1e-3,3e-3", "--set", "train.steps=20", "--jobs", "1",
+            "--device", "auto", "--out", tmp_path / "sw", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = cli("landscape", "--preset", "teacher-student", "--scales", "0.5,1", "--set", "train.steps=20", "--jobs", "1",
+            "--device", "auto", "--out", tmp_path / "ls", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = cli("sweep", "--preset", "liu-toy", "--device", "tpu", "--out", tmp_path / "x", "--quiet")
+    assert r.returncode == 2 and "choose auto, cpu, cuda or cuda:N" in r.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stacked_cuda_training_matches_cpu(tmp_path):
+    """The stacked trainer on CUDA against the CPU, float32 on both, TF32 off."""
+    from helpers import toy
+
+    from grokscope.training.stacked import train_many
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    configs = [toy(200, **{"optim.lr": lr}) for lr in (1e-3, 3e-3)]
+    cpu = train_many(configs, [tmp_path / "c0", tmp_path / "c1"], device="cpu")
+    gpu = train_many(configs, [tmp_path / "g0", tmp_path / "g1"], device="cuda")
+    for a, b in zip(cpu, gpu):
+        assert abs(a.metrics["train_loss"][-1] - b.metrics["train_loss"][-1]) < 1e-4 * max(1.0, a.metrics["train_loss"][-1])

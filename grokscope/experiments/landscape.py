@@ -55,18 +55,18 @@ def scale_config(config: RunConfig, scale: float) -> RunConfig:
         train=dataclasses.replace(config.train, fixed_norm=scale, fixed_norm_absolute=False, threads=1))
 
 
-def _train_point(args: tuple[dict, str]) -> str:
+def _train_point(args: tuple[dict, str, str]) -> str:
     from grokscope.training import ensure_trained
 
-    config_dict, path = args
-    return str(ensure_trained(RunConfig.from_dict(config_dict), path).path)
+    config_dict, path, device = args
+    return str(ensure_trained(RunConfig.from_dict(config_dict), path, device=device).path)
 
 
 def landscape(config: RunConfig, scales: list[float], out: str | os.PathLike, *, jobs: int = 2,
-              progress: bool = True) -> Table:
+              progress: bool = True, device: str = "cpu") -> Table:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = [(scale_config(config, s).to_dict(), str(out / f"scale_{s:g}")) for s in scales]
+    tasks = [(scale_config(config, s).to_dict(), str(out / f"scale_{s:g}"), device) for s in scales]
     bar = Progress(len(tasks), label="norm", enabled=progress)
     bar.update(0, force=True)
     if jobs > 1 and len(tasks) > 1:

@@ -211,16 +211,17 @@ def run_unit(unit: dict, threads: int = 1) -> list[str]:
         torch.set_num_threads(threads)
     configs = [RunConfig.from_dict(c) for c, _ in unit["runs"]]
     paths = [Path(p) for _, p in unit["runs"]]
+    device = unit.get("device", "cpu")
     if unit["vectorized"]:
         status = unit.get("status")
         try:
-            train_many(configs, paths, status_file=Path(status) if status else None)
+            train_many(configs, paths, status_file=Path(status) if status else None, device=device)
         except TrainingDiverged:
             pass  # the group's one run diverged: its run.json says so, the phase table shows it
     else:
         for config, path in zip(configs, paths):
             try:
-                ensure_trained(config, path)
+                ensure_trained(config, path, device=device)
             except TrainingDiverged:
                 pass  # likewise: a diverged cell is a result, not a failed sweep
     return [str(p) for p in paths]
@@ -406,7 +407,7 @@ def _run_slurm(units: list[dict], out: Path, options: SlurmOptions, bar: Progres
 def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds: str | None = None,
           overrides: list[str] = (), out: str | os.PathLike | None = None, jobs: int = 2,
           executor: str = "local", address: str | None = None, vectorize: str = "auto",
-          slurm: SlurmOptions | None = None,
+          slurm: SlurmOptions | None = None, device: str = "cpu",
           checkpoints: int = 10, lag: int = 1000, threshold: float = 0.9,
           progress: bool = True, dry_run: bool = False) -> Path:
     """Train every point of the grid (skipping complete runs, resuming interrupted ones), then
@@ -432,6 +433,7 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "sweep.json", spec)
     for i, unit in enumerate(units):
+        unit["device"] = device
         if unit["vectorized"]:
             unit["status"] = str(out / ".status" / f"unit{i}.json")
     n_done = len(points) - sum(len(u["runs"]) for u in units)
