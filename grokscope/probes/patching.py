@@ -107,4 +107,4 @@ class PatchingProbe(Probe):
                   ylabel="fraction recovered", logy=False, max_lines=10),
             Panel(columns=("logit_diff_clean", "logit_diff_corrupted"),
                   labels=(("logit_diff_clean", "clean"), ("logit_diff_corrupted", "corrupted")),
-                  title="logit difference", ylabel="logit[answer] - logit[corrupted answer]", logy=False)))]
+                  title="clean vs corrupted answer", ylabel="logit difference", logy=False)))]
