@@ -316,16 +316,26 @@ class UnitTask:
         return submitit.helpers.DelayedSubmission(UnitTask(self.threads), unit)
 
 
-def _slurm_executor(out: Path, options: SlurmOptions):
-    try:
-        import submitit
-    except ImportError:
-        raise UsageError("--executor slurm needs submitit: pip install 'grokscope[slurm]' (or pip install submitit)"
-                         ) from None
+def check_slurm(options: SlurmOptions) -> None:
+    """Everything `--executor slurm` needs, checked before anything is planned or written."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("submitit") is None:
+        raise UsageError("--executor slurm needs submitit: pip install 'grokscope[slurm]' (or pip install submitit)")
     if options.cluster not in ("slurm", "local"):
         raise UsageError(f"unknown --slurm-cluster {options.cluster!r}; choose slurm or local")
     if options.time <= 0 or options.cpus_per_task < 1 or options.gpus_per_task < 0:
         raise UsageError("--time must be positive, --cpus-per-task at least 1, --gpus-per-task at least 0")
+    if options.cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UsageError("--executor slurm: no Slurm here (sbatch not found); run on the cluster's login node, "
+                         "or try the same path on this machine with --slurm-cluster local")
+
+
+def _slurm_executor(out: Path, options: SlurmOptions):
+    import submitit
+
+    check_slurm(options)
     folder = out / ".slurm" / "%j"
     if options.cluster == "local":
         executor = submitit.LocalExecutor(folder=folder)
@@ -418,6 +428,8 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
         raise UsageError(f"unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if vectorize not in VECTORIZE:
         raise UsageError(f"unknown --vectorize {vectorize!r}; choose one of {', '.join(VECTORIZE)}")
+    if executor == "slurm":
+        check_slurm(slurm or SlurmOptions())
     axes = [g if isinstance(g, Axis) else parse_grid(g) for g in grids]
     points = expand(presets, axes, seeds, overrides, checkpoints)
     out = Path(out) if out is not None else Path("checkpoints") / f"sweep-{'-'.join(presets)}"

@@ -101,11 +101,15 @@ def test_sweep_cli_outputs_and_skips_complete_runs(tmp_path):
 
 
 def test_sweep_usage_errors(tmp_path):
-    for extra in (["--grid", "optim.lr=1:2"], ["--executor", "slurm"], ["--seeds", "x"],
+    import shutil
+
+    slurm = [["--executor", "slurm"]] if shutil.which("sbatch") is None else []
+    for extra in (["--grid", "optim.lr=1:2"], ["--executor", "nope"], *slurm, ["--seeds", "x"],
                   ["--grid", "model.nope=1,2"], ["--checkpoints", "0"]):
         r = cli("sweep", "--preset", "liu-toy", "--out", tmp_path / "x", *extra)
         assert r.returncode == 2, (extra, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "x").exists(), extra                 # nothing written
 
 
 def test_ray_executor_gives_the_same_runs(tmp_path, monkeypatch):
