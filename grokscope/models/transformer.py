@@ -212,23 +212,32 @@ class Transformer(HookedRootModule):
 
     def _one_layer_from_tables(self, tokens: Tensor) -> Tensor:
         block = self.blocks[0]
-        attn = block.attn
+        attn, mlp = block.attn, block.mlp
         n_ctx = tokens.shape[1]
+        n_heads = attn.W_Q.shape[0]
         # Residual stream at layer 0 as a table over (token, position).
         table = self.embed.W_E[:, None, :] + self.pos_embed.W_pos[None, :n_ctx, :]
         # index_select, not fancy indexing: its backward (index_add) is several times faster on CPU.
-        kv_rows = (tokens * n_ctx + torch.arange(n_ctx, device=tokens.device)).flatten()
-        k_tab = einsum(table, attn.W_K, "t p m, h m d -> t p h d").flatten(0, 1)
+        kv_rows = (tokens * n_ctx + torch.arange(n_ctx, device=tokens.device)).flatten()   # (batch * n_ctx,)
+        k_tab = einsum(table, attn.W_K, "t p m, h m d -> t p h d").flatten(0, 1)           # (vocab * n_ctx, h, d)
         v_tab = einsum(table, attn.W_V, "t p m, h m d -> t p h d").flatten(0, 1)
-        k = k_tab.index_select(0, kv_rows).view(*tokens.shape, *k_tab.shape[1:])
-        v = v_tab.index_select(0, kv_rows).view(*tokens.shape, *v_tab.shape[1:])
+        q_tab = einsum(table[:, -1], attn.W_Q, "t m, h m d -> t h d")                      # (vocab, h, d)
+        # Every attention score is a query token's row against a key (token, position)'s: one table
+        # of (vocab, vocab * n_ctx, h) scores, gathered per example, instead of a tiny matmul each.
+        s_tab = einsum(q_tab, k_tab, "q h d, k h d -> q k h").flatten(0, 1) / attn.scale
         last = tokens[:, -1]
-        x_last = table[:, -1].index_select(0, last)                                      # (batch, d_model)
-        q = einsum(table[:, -1], attn.W_Q, "t m, h m d -> t h d").index_select(0, last)  # (batch, head, d_head)
-        scores = einsum(q, k, "b h d, b k h d -> b h k") / attn.scale    # last row of the causal mask is all ones
-        z = einsum(scores.softmax(-1), v, "b h k, b k h d -> b h d")
-        resid = x_last + z.flatten(1) @ attn.W_O.flatten(0, 1)
-        resid = resid + block.mlp(resid)
+        rows = (last[:, None] * k_tab.shape[0]).expand(-1, n_ctx).flatten() + kv_rows
+        scores = s_tab.index_select(0, rows).view(tokens.shape[0], n_ctx, n_heads)          # last row of the mask: all ones
+        weights = scores.softmax(1)                                                           # over the keys
+        v = v_tab.index_select(0, kv_rows).view(tokens.shape[0], n_ctx, n_heads, -1)
+        z = (weights[..., None] * v).sum(1)                                                    # (batch, h, d)
+        x_last = table[:, -1].index_select(0, last)                                          # (batch, d_model)
+        resid = torch.addmm(x_last, z.flatten(1), attn.W_O.flatten(0, 1))
+        # the MLP, biases added in place and ReLU in place (no hooks on this path; addmm's bias
+        # broadcast copy cost 5 ms a step on the test pass)
+        pre = torch.mm(resid, mlp.W_in).add_(mlp.b_in)
+        post = torch.relu_(pre) if self._cfg_args["act_fn"] == "relu" else mlp.act(pre)
+        resid = torch.mm(post, mlp.W_out).add_(resid).add_(mlp.b_out)
         return resid[:, None, :]
 
     # ---------------------------------------------------------------- TransformerLens's interface
