@@ -80,10 +80,15 @@ def run(model, cfg, task, steps):
         losses.append((loss.item(), test.item()))
 
     step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps, losses
+    # best of three chunks: on a shared machine a chunk can be slowed by others' work
+    chunks = []
+    for chunk in range(3):
+        n = steps // 3 + (chunk < steps % 3)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        chunks.append((time.perf_counter() - t0) / max(n, 1))
+    return min(chunks), losses
 
 
 def step_flops(model, task):
@@ -95,14 +100,18 @@ def step_flops(model, task):
     return counter.get_total_flops()
 
 
-def matmul_gflops(n=2048, reps=10):
+def matmul_gflops(n=2048, reps=10, trials=3):
+    """The machine's float32 matmul throughput: best of `trials` timings of `reps` products."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
         a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    best = 0.0
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def main():
@@ -118,17 +127,19 @@ def main():
     with torch.no_grad():
         torch.testing.assert_close(plain(task.all_inputs), ours(task.all_inputs), rtol=1e-4, atol=1e-4)
 
+    gflops_before = matmul_gflops()
     t_plain, l_plain = run(plain, cfg, task, args.steps)
     t_ours, l_ours = run(ours, cfg, task, args.steps)
     diff = max(max(abs(a[0] - b[0]) / abs(b[0]), abs(a[1] - b[1]) / abs(b[1]))
                for a, b in zip(l_ours, l_plain))
-    gflops = matmul_gflops()
+    gflops = max(gflops_before, matmul_gflops())  # measured before and after the steps
     flops = step_flops(ours, task)
     print(f"preset {args.preset}: {task.train_inputs.shape[0]} train / {task.test_inputs.shape[0]} test, "
-          f"{args.steps} steps, torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"{args.steps} steps (best of 3 chunks), torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"kernels {torch.backends.cpu.get_cpu_capability()}")
     print(f"plain reference : {t_plain * 1e3:8.1f} ms/step")
     print(f"grokscope       : {t_ours * 1e3:8.1f} ms/step")
-    print(f"speedup         : {t_plain / t_ours:8.2f}x   (goal >= 3x)")
+    print(f"speedup         : {t_plain / t_ours:8.2f}x   (goal >= 5x)")
     print(f"max rel. loss difference over {args.steps + 1} steps (train and test): {diff:.2e}")
     print(f"float32 matmul  : {gflops:8.1f} GFLOP/s (2048^2 matmul)")
     print(f"grokscope step  : {flops / 1e9:8.3f} GFLOP -> {flops / t_ours / 1e9:.1f} GFLOP/s "
