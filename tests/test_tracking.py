@@ -4,6 +4,7 @@
 import json
 import struct
 import sys
+import time
 
 import pytest
 from helpers import cli, tiny_config
@@ -46,10 +47,18 @@ def offline_run(root, wandb_id):
     """{"run": the run record, "history": [{key: value}], "summary": {key: value}, "files": [...]}."""
     folders = list((root / "wandb").glob(f"offline-run-*-{wandb_id}"))
     assert len(folders) == 1, sorted(p.name for p in (root / "wandb").iterdir())
+    log = folders[0] / f"run-{wandb_id}.wandb"
+    # `run.finish()` can return before wandb's service has written the log's last block (CI saw
+    # the first 50 history records only): wait for W&B, then for the log's closing `exit` record.
+    wandb.teardown()
+    deadline = time.monotonic() + 60
+    while [r.WhichOneof("record_type") for r in records(log)][-1:] != ["exit"]:
+        assert time.monotonic() < deadline, f"{log} has no exit record after 60 s"
+        time.sleep(0.2)
     out = {"history": [], "summary": {}, "run": None,
            "files": sorted(str(p.relative_to(folders[0] / "files")) for p in (folders[0] / "files").rglob("*")
                            if p.is_file())}
-    for record in records(folders[0] / f"run-{wandb_id}.wandb"):
+    for record in records(log):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             out["run"] = record.run
