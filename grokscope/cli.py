@@ -167,6 +167,23 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from grokscope.reproduce import SCALES, registry, reproduce
+
+    if not args.name:
+        for r in registry().values():
+            took = ", ".join(f"{k} {v}" for k, v in r.minutes.items())
+            print(f"{r.name:18s} {r.title}\n{'':18s} {r.paper}" + (f" ({took} on 2 cores)" if took else ""))
+        print(f"\nrun one: grokscope reproduce NAME [--scale {'|'.join(SCALES)}] [--out DIR]")
+        return 0
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    out = reproduce(args.name, args.scale, out=args.out, jobs=args.jobs, device=resolve_device(args.device),
+                    progress=not args.quiet, gallery=args.gallery)
+    print(out / "report.md")
+    return 0
+
+
 def cmd_critical_fraction(args) -> int:
     from grokscope.measures.parallelogram import critical_fraction
 
@@ -470,6 +487,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
                    "(default cpu)")
     p.set_defaults(fn=cmd_sweep)
+
+    p = sub.add_parser("reproduce", help="a seed paper's headline result at its own settings, paper against ours")
+    p.add_argument("name", nargs="?", help="the reproduction (none: list them)")
+    p.add_argument("--scale", default="quick", help="quick (a minute or two, qualitative) or full (the paper's scale)")
+    p.add_argument("--out", type=Path, help="output directory (default reproductions/<name>/<scale>)")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes for training and probes (default 2)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--gallery", type=Path, help="also copy the figure, table and page to GALLERY/<name>/ "
+                   "(docs/reproductions is the docs' gallery)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_reproduce)
 
     p = sub.add_parser("critical-fraction", help="probability that n training pairs determine the "
                        "toy addition's representation (Liu et al. 2022)")

@@ -60,6 +60,8 @@ class ModelConfig:
     hidden: tuple[int, ...] = (512,)
     bias: bool = True
     init_scale: float = 1.0        # multiplies every initial weight
+    init: str = "fan_in"           # mlp: "fan_in" N(0, 1/fan_in) weights; "unit" N(0, 1) weights and the output
+                                   #   divided by the product of the layers' fan-ins (Kumar et al. App. 8.3)
     alpha: float = 1.0             # output scale (Kumar et al. 2024)
     centered: bool = False         # output alpha * (g(x; theta) - g(x; theta_0))
     alpha_lr: bool = False         # divide the learning rate by alpha^2
@@ -92,7 +94,7 @@ class TrainConfig:
     steps: int = 40_000
     seed: int = 0
     batch_size: int = 0            # 0: full batch
-    loss: str = "cross_entropy"    # cross_entropy, mse (to one-hot) or target_mse (Liu's target vectors)
+    loss: str = "cross_entropy"    # cross_entropy, mse (to one-hot, mean), sse (summed over classes) or target_mse (Liu)
     loss_dtype: str = "float64"    # float32 or float64 (Nanda et al. use float64)
     log_every: int = 1             # metrics row every this many steps
     threads: int = 0               # torch threads; 0 leaves torch's default

@@ -1,7 +1,10 @@
 """Losses and accuracy as pure functions, shared by both trainers and the probes.
 
 - `cross_entropy`: classification.
-- `mse`: mean squared error to one-hot targets, mean over every entry (Omnigrok; Kumar et al.).
+- `mse`: mean squared error to one-hot targets, mean over every entry (Omnigrok; Kumar et al.'s toy).
+- `sse`: squared error to one-hot targets summed over the outputs, mean over examples: |f(x) - y|²
+  averaged over the batch (Gromov 2023; Kumar et al. App. 8.3). It is `mse` times the number of
+  classes, so gradient descent at the same lr runs that many times faster.
 - `target_mse`: mean squared error to a fixed random target vector per class, prediction = the
   nearest target (Liu et al. 2022's toy model); the task holds the targets (`tasks.task_targets`).
 - real-valued labels (regression tasks): mean squared error, accuracy NaN.
@@ -13,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSSES = ("cross_entropy", "mse", "target_mse")
+LOSSES = ("cross_entropy", "mse", "sse", "target_mse")
 
 
 def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
@@ -34,4 +37,6 @@ def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype
         value = F.cross_entropy(out_, labels)
     else:
         value = F.mse_loss(out_, F.one_hot(labels, out.shape[-1]).to(dtype))
+        if loss == "sse":
+            value = value * out.shape[-1]
     return value, (out.argmax(-1) == labels).double().mean()

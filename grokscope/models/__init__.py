@@ -35,7 +35,7 @@ def build_model(config: RunConfig, task) -> nn.Module:
         n_out = task.n_classes or (task.all_labels.shape[1] if task.all_labels.dim() > 1 else 1)
         return MLP(task.vocab_size, n_out, task.n_ctx, d_embed=m.d_embed,
                    hidden=m.hidden, act=m.act, bias=m.bias, init_scale=m.init_scale,
-                   alpha=m.alpha, centered=m.centered,
+                   alpha=m.alpha, centered=m.centered, init=m.init,
                    d_input=task.all_inputs.shape[1] if continuous else 0)
     if m.name == "committee":
         from grokscope.models.committee import Committee

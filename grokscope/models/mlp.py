@@ -5,6 +5,13 @@ Operands are one-hot (`d_embed = 0`) or learned embeddings, concatenated, then h
 and the centered predictor f(x) = alpha * (g(x; theta) - g(x; theta_0)), which starts at zero
 whatever alpha is. The initial parameters theta_0 are kept as persistent buffers `init.*` so a
 checkpoint reproduces f on its own.
+
+Two initializations: `init="fan_in"` draws weights N(0, 1/fan_in) (the standard
+parameterization); `init="unit"` draws them N(0, 1) and divides the output by the product of the
+layers' fan-ins, f = alpha / (D N) W_2 phi(W_1 x) for one hidden layer (Kumar et al. App. 8.3,
+after Gromov 2023). The two give the same function at initialization in distribution only up to
+that normalization, and different gradient-descent dynamics: under "unit" each layer's
+effective step scales with its fan-in.
 """
 
 from __future__ import annotations
@@ -64,13 +71,15 @@ class MLP(HookedRootModule):
     def __init__(self, d_vocab: int, n_classes: int, n_ctx: int, *, d_embed: int = 0,
                  hidden: tuple[int, ...] = (512,), act: str = "relu", bias: bool = True,
                  init_scale: float = 1.0, alpha: float = 1.0, centered: bool = False,
-                 d_input: int = 0):
+                 init: str = "fan_in", d_input: int = 0):
         super().__init__()
         self.d_input = d_input                # > 0: real-valued inputs of this size (images, Gaussians)
         self.n_operands = n_ctx - 1           # the `=` token carries no information
         self.n_symbols = d_vocab - 1          # operand tokens are 0..d_vocab-2
         self.d_embed = d_embed if d_input == 0 else 0
-        self.alpha = alpha
+        if init not in ("fan_in", "unit"):
+            raise ValueError(f"unknown model.init {init!r}; choose fan_in or unit")
+        self.init = init
         self.centered = centered
         if d_input > 0:
             d_in = d_input
@@ -87,6 +96,8 @@ class MLP(HookedRootModule):
         self.unembed = Readout(widths[-1], n_classes, bias)
         self.hook_logits = HookPoint()  # (batch, n_classes), before the alpha scaling
         self.reset_parameters(init_scale)
+        # the output multiplier: alpha, over the product of the fan-ins under init="unit"
+        self.alpha = alpha / math.prod(widths) if init == "unit" else alpha
         if centered:
             for name, param in self.named_parameters():
                 self.register_buffer("init_" + name.replace(".", "_"), param.detach().clone())
@@ -98,7 +109,7 @@ class MLP(HookedRootModule):
         for name, param in self.named_parameters():
             if name.endswith(("b_in", "b_U")):
                 param.zero_()
-            elif name == "embed.W_E":
+            elif name == "embed.W_E" or self.init == "unit":
                 param.normal_(0.0, init_scale)
             else:
                 param.normal_(0.0, init_scale / math.sqrt(param.shape[0]))

@@ -3,6 +3,7 @@ other text or leaves the canvas, the legend sits off the data, widths are one or
 columns, train and test have the same colours everywhere, and PDFs embed TrueType fonts."""
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,27 @@ def test_sweep_phase_diagrams_pass_the_layout_checks(value, n_presets):
     fig = figure(width=ONE_COLUMN if n_presets == 1 else TWO_COLUMN, height=2.8)
     plot_phase_diagram(rows, keys, {k: "log" for k in keys}, fig, value=value)
     assert layout_problems(fig) == []
+
+
+def test_every_reproduction_figure_passes_the_layout_checks():
+    """Each reproduction's figure, drawn from synthetic runs, passes the same checks."""
+    from grokscope.report.reproduction import draw_figure_json
+    from grokscope.reproduce import RunData, figure_to_json, registry
+
+    def fake(coords, train_at, test_at):
+        step = np.arange(3001)
+        acc = lambda at: 1 / (1 + np.exp(-(step - at) / 50))
+        return RunData("r", coords, 0, "complete", {"step": step, "train_acc": acc(train_at), "test_acc": acc(test_at),
+                                                    "train_loss": 1 - acc(train_at) + 1e-3,
+                                                    "test_loss": 1 - acc(test_at) + 1e-3,
+                                                    "weight_norm": np.linspace(80, 260, 3001)}, {}, {})
+
+    failures = []
+    for name, repro in registry().items():
+        data = {p.name: [fake({"model.alpha": s}, 900 * s, 1100 * s) for s in (1.0, 2.0)] for p in repro.parts("quick")}
+        fig, _ = draw_figure_json(json.loads(json.dumps(figure_to_json(repro.figure("quick", data)))))
+        failures += [f"{name}: {p}" for p in layout_problems(fig)]
+        for split, seen in split_colours(fig).items():
+            if seen - {SPLIT_COLOURS[split].lower()}:
+                failures.append(f"{name}: {split} drawn in {sorted(seen)}")
+    assert not failures, "\n".join(failures)

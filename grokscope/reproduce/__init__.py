@@ -1,0 +1,241 @@
+"""`grokscope reproduce`: the seed papers' headline results at the papers' own settings, with
+the paper's numbers beside ours.
+
+A reproduction is data plus two pure functions. Its `parts(scale)` name the runs it needs, each
+part a preset with a grid (a sweep: skipped when complete, resumed when interrupted, trained
+stacked where it can) and the probes to run over each run's checkpoints. Its `checks(scale,
+data)` turn the runs' metrics and probe tables into `Check`s (paper value, ours, tolerance,
+source), and its `figure(scale, data)` into a `Figure` (panels of named series, as data). The
+report layer (`report.reproduction`) draws the figure and writes the page from those files:
+
+    <out>/<part>/runs/<run>/              the sweep's run directories (and its phase tables)
+    <out>/<part>/analyses/<run>/          each run's probe tables
+    <out>/figure.{png,pdf,svg,csv,json}   the figure laid out like the paper's; .json its layout
+    <out>/results.csv, results.json       quantity | paper | ours | within tolerance? | source
+    <out>/report.md, report.html          the page: settings, figure, table, what differs and why
+
+`quick` fits the test suite (a minute or two, qualitative checks); `full` is the paper's scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from grokscope.errors import UsageError
+
+SCALES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One sweep of a reproduction: `preset` over `grid` ("model.alpha=0.5,1,2"), with
+    `overrides` ("train.steps=3000"); `probes` (comma list, "" for none) run over `count`
+    checkpoints of every run. `checkpoints` = 0 keeps the preset's dense schedule (probes need
+    it), > 0 keeps that many log-spaced checkpoints."""
+
+    name: str
+    preset: str
+    grid: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    seeds: str | None = None
+    probes: str = ""
+    count: int = 40
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One headline number: the paper's value, ours, whether ours is within `tolerance` (None:
+    not judged at this scale), and where the paper's value comes from."""
+
+    quantity: str
+    paper: str
+    ours: str
+    ok: bool | None
+    tolerance: str
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    split: str = ""          # "train" / "test": the fixed colours; "" takes the next other colour
+    style: str = "-"         # a matplotlib line style, or "o-" / "o" for markers
+    colour: int = -1         # >= 0: the index of an "other" colour (one colour per setting across panels)
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    series: tuple[Series, ...]
+    xlabel: str = "step"
+    ylabel: str = ""
+    logx: bool = False
+    logy: bool = False
+    vlines: tuple[tuple[str, float], ...] = ()   # (label, x): e.g. the paper's transition step
+
+
+@dataclass(frozen=True)
+class Figure:
+    panels: tuple[Panel, ...]
+    caption: str = ""
+    columns: int = 0          # panels per row (0: all in one row)
+
+
+@dataclass
+class RunData:
+    """One trained run as the checks see it: its grid coordinates, seed, metrics table, run.json
+    and its probes' tables."""
+
+    name: str
+    coords: dict[str, Any]
+    seed: int
+    status: str
+    metrics: dict[str, np.ndarray]
+    info: dict[str, Any]
+    tables: dict[str, dict[str, np.ndarray]]
+
+
+Data = dict[str, list[RunData]]   # part name -> its runs, in grid order
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    name: str
+    title: str
+    paper: str                                  # "Kumar et al. 2024, App. 8.3 and Fig. 2"
+    summary: str                                # what the paper shows, one paragraph
+    parts: Callable[[str], list[Part]]
+    checks: Callable[[str, Data], list[Check]]
+    figure: Callable[[str, Data], Figure]
+    settings: tuple[tuple[str, str, str], ...] = ()   # (setting, value, paper section)
+    notes: Callable[[str, Data], list[str]] = lambda scale, data: []
+    minutes: dict[str, str] = field(default_factory=dict)   # scale -> wall time on 2 cores, as measured
+
+
+def registry() -> dict[str, Reproduction]:
+    from grokscope.reproduce import kumar
+
+    return {r.name: r for r in (*kumar.REPRODUCTIONS,)}
+
+
+def get(name: str) -> Reproduction:
+    known = registry()
+    if name not in known:
+        raise UsageError(f"unknown reproduction {name!r}; choose one of {', '.join(known)} "
+                         "(grokscope reproduce lists them)")
+    return known[name]
+
+
+def default_out(name: str, scale: str) -> Path:
+    return Path("reproductions") / name / scale
+
+
+def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None = None, jobs: int = 2,
+              device: str = "cpu", progress: bool = True, gallery: str | os.PathLike | None = None) -> Path:
+    """Train what the reproduction needs (reusing finished runs, resuming interrupted ones), run
+    its probes, compute its checks and write its figure and page. Returns the output directory.
+    `gallery` also copies the figure, the results and the page to `<gallery>/<name>/` (what
+    docs/reproductions.md shows)."""
+    if scale not in SCALES:
+        raise UsageError(f"unknown --scale {scale!r}; choose quick or full")
+    repro = get(name)
+    out = Path(out) if out is not None else default_out(name, scale)
+    t0 = time.perf_counter()
+    data = {part.name: train_and_measure(part, out / part.name, jobs=jobs, device=device, progress=progress)
+            for part in repro.parts(scale)}
+    checks = repro.checks(scale, data)
+    figure = repro.figure(scale, data)
+    from grokscope.report.reproduction import write_reproduction
+
+    meta = {"name": repro.name, "title": repro.title, "paper": repro.paper, "summary": repro.summary,
+            "scale": scale, "command": f"grokscope reproduce {repro.name} --scale {scale}",
+            "settings": [list(s) for s in repro.settings], "notes": repro.notes(scale, data),
+            "parts": [dataclasses.asdict(p) for p in repro.parts(scale)],
+            "seconds": round(time.perf_counter() - t0, 1)}
+    write_reproduction(out, meta, [dataclasses.asdict(c) for c in checks], figure_to_json(figure))
+    if gallery is not None:
+        from grokscope.report.reproduction import copy_to_gallery
+
+        copy_to_gallery(out, Path(gallery) / name)
+    if progress:
+        judged = [c for c in checks if c.ok is not None]
+        print(f"reproduce {name} ({scale}): {sum(c.ok for c in judged)}/{len(judged)} checks within tolerance "
+              f"-> {out / 'report.md'}", file=sys.stderr)
+    return out
+
+
+def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress: bool) -> list[RunData]:
+    from grokscope.analysis import analyze
+    from grokscope.experiments.sweep import expand, parse_grid, sweep
+    from grokscope.store import Run
+    from grokscope.tables import read_manifest, read_table, table_path
+
+    sweep(part.preset, list(part.grid), seeds=part.seeds, overrides=list(part.overrides), out=out, jobs=jobs,
+          checkpoints=part.checkpoints, device=device, progress=progress)
+    points = expand([part.preset], [parse_grid(g) for g in part.grid], part.seeds, list(part.overrides),
+                    part.checkpoints)
+    runs = []
+    for p in points:
+        run = Run(out / "runs" / p.name)
+        tables = {}
+        if part.probes and run.steps:
+            where = out / "analyses" / p.name
+            analyze(run, part.probes, out=where, count=part.count, jobs=jobs, device=device,
+                    params=part.params or None, progress=progress, report=False)
+            for probe, entry in read_manifest(where).get("probes", {}).items():
+                if entry.get("status") == "ok" and table_path(where, probe).exists():
+                    tables[probe] = read_table(table_path(where, probe))
+        runs.append(RunData(p.name, dict(p.coords), p.seed, run.status, run.metrics, run.info, tables))
+    return runs
+
+
+def figure_to_json(figure: Figure) -> dict[str, Any]:
+    return dataclasses.asdict(figure)
+
+
+# ---------------------------------------------------------------- helpers the checks share
+
+def first_step(metrics: dict[str, np.ndarray], column: str, at_least: float | None = None,
+               at_most: float | None = None) -> int | None:
+    """The first logged step at which `column` >= at_least (or <= at_most), else None."""
+    values = np.asarray(metrics[column], dtype=float)
+    hit = values >= at_least if at_least is not None else values <= at_most
+    idx = np.flatnonzero(hit)
+    return int(metrics["step"][idx[0]]) if len(idx) else None
+
+
+def thin(x: np.ndarray, y: np.ndarray, n: int = 400, log: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """At most about `n` points of a curve (evenly spaced in x, or in log x), for the figure's CSV."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) > n:
+        grid = (np.unique(np.geomspace(max(x[0], 1), x[-1], n).round()) if log else np.linspace(x[0], x[-1], n))
+        idx = np.unique(np.clip(np.searchsorted(x, grid), 0, len(x) - 1))
+        if x[0] < 1:
+            idx = np.unique(np.r_[0, idx])
+        x, y = x[idx], y[idx]
+    return tuple(float(v) for v in x), tuple(float(v) for v in y)
+
+
+def fmt_step(step: int | float | None) -> str:
+    return "never" if step is None else f"{int(step):,}"
+
+
+def within_factor(ours: float | None, paper: float, factor: float) -> bool:
+    return ours is not None and paper / factor <= ours <= paper * factor
+
+
+__all__ = ["Check", "Data", "Figure", "Panel", "Part", "Reproduction", "RunData", "SCALES", "Series",
+           "default_out", "first_step", "fmt_step", "get", "registry", "reproduce", "thin", "within_factor"]
