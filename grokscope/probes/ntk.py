@@ -24,6 +24,16 @@ from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_pro
 from grokscope.specs import FigureSpec, Panel
 
 KERNELS = ("auto", "trace", "projected", "correct", "scalar")
+# `n` = 0: every point of each split up to this many where the kernel is cheap (a closed-form or
+# layer-wise NTK), else 128 (per-example Jacobians). Alignment on few points is biased upward
+# and kernel regression on few points generalizes worse than the lazy network it stands for.
+CHEAP_N, JACOBIAN_N = 1000, 128
+
+
+def points_per_split(model, n: int) -> int:
+    if n > 0:
+        return n
+    return CHEAP_N if getattr(model, "ntk_method", "") in ("closed_form", "layerwise") else JACOBIAN_N
 
 
 def resolve_kernel(model, params: dict, n_classes: int):
@@ -91,15 +101,20 @@ class NTKSpectrumProbe(Probe):
 class NTKAlignmentProbe(Probe):
     name = "ntk_alignment"
     needs = ("outputs", "parameters")
-    version = "1"
     description = "NTK-target alignment, kernel distance to init, parameter movement, lazy kernel-regression baseline"
-    defaults = {"n": 128, "kernel": "auto", "n_projections": 4, "ridge": 1e-6, "dtype": "float32"}
+    version = "2"
+    defaults = {"n": 0, "kernel": "auto", "n_projections": 4, "ridge": 1e-6, "dtype": "float32"}
 
     def applies_to(self, run):
-        return _check(self.params)
+        ok = _check(self.params)
+        if ok is True:  # how many points the figure says it used
+            n = self.params["n"] or (CHEAP_N if run.config.model.name in ("mlp", "committee") else JACOBIAN_N)
+            task = run.task
+            self._points = f"{min(n, len(task.train_labels)):,} train + {min(n, len(task.test_labels)):,} test points"
+        return ok
 
     def _kernels(self, ctx: ProbeContext, model) -> dict[str, torch.Tensor]:
-        n = self.params["n"]
+        n = points_per_split(model, self.params["n"])
         xtr, ytr = subset(ctx.task, "train", n)
         xte, yte = subset(ctx.task, "test", n)
         x = torch.cat([xtr, xte])
@@ -116,7 +131,12 @@ class NTKAlignmentProbe(Probe):
         theta0 = ctx.run_memo("theta0", lambda: torch.cat([p.detach().flatten().double()
                                                            for p in ctx.first.parameters()]))
         lazy = {k: stats.pop(k) for k in list(stats) if k.startswith("kernel_regression")}
-        return {**stats, "param_movement": param_movement(theta, theta0), **lazy}
+        return {**stats, "param_movement": param_movement(theta, theta0), **lazy,
+                "n_train_points": data["ntr"], "n_test_points": len(data["yte"])}
+
+    def points_label(self) -> str:
+        n = self.params["n"]
+        return getattr(self, "_points", None) or (f"{n} points per split" if n > 0 else "n = auto")
 
     def figures(self) -> list[FigureSpec]:
         return [FigureSpec(self.name, panels=(
@@ -124,7 +144,7 @@ class NTKAlignmentProbe(Probe):
                   labels=(("alignment_train", "alignment, train"), ("alignment_test", "alignment, test"),
                           ("kernel_distance", "kernel distance from init"),
                           ("target_power_top10", "target power in top 10")),
-                  title="NTK-target alignment", logy=False),
+                  title=f"NTK-target alignment ({self.points_label()})", logy=False),
             Panel(columns=("param_movement", "kernel_regression_test_loss"),
                   labels=(("param_movement", "parameter movement"),
                           ("kernel_regression_test_loss", "lazy baseline: test loss")),

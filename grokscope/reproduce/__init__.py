@@ -156,7 +156,7 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     t0 = time.perf_counter()
     data = {part.name: train_and_measure(part, out / part.name, jobs=jobs, device=device, progress=progress)
             for part in repro.parts(scale)}
-    checks = repro.checks(scale, data)
+    checks = [dataclasses.replace(c, ok=None if c.ok is None else bool(c.ok)) for c in repro.checks(scale, data)]
     figure = repro.figure(scale, data)
     from grokscope.report.reproduction import write_reproduction
 

@@ -1,0 +1,65 @@
+"""`grokscope reproduce kumar-toy`: Kumar et al. 2024's polynomial toy (Fig. 1, Fig. 3a) and the
+NTK probe settings it needs: every point of each split, not 128."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import cli
+
+from grokscope.reproduce import RunData
+from grokscope.reproduce.kumar import halving_gap, toy_checks
+
+
+def test_halving_gap_reads_the_first_step_at_half_the_start():
+    m = {"step": np.arange(5) * 10, "train_loss": np.array([1.0, 0.8, 0.5, 0.2, 0.1]),
+         "test_loss": np.array([2.0, 2.2, 1.5, 1.0, 0.4])}
+    assert halving_gap(m) == (20, 30)
+
+
+def _run(name, coords, test_bump=1.2, gap=3500, align=(0.008, 0.013), lazy=0.66):
+    step = np.arange(0, 100001, 10)
+    train = 0.89 * np.where(step < 250, 1, 0.8) * np.exp(-np.maximum(step - 2000, 0) / 2500) + 1e-4
+    test = 0.89 * (1 + (test_bump - 1) * np.exp(-((step - 500) / 300) ** 2)) * np.exp(
+        -np.maximum(step - 2000 - gap, 0) / 9000) + 0.03
+    metrics = {"step": step, "train_loss": train, "test_loss": test, "weight_norm": np.linspace(200, 1400, len(step))}
+    tables = {"ntk_alignment": {"step": np.array([0, 100000]), "alignment_test": np.array(align),
+                                "alignment_train": np.array(align), "kernel_regression_test_loss": np.array([lazy, lazy]),
+                                "n_train_points": np.array([550, 550]), "n_test_points": np.array([1000, 1000])}}
+    return RunData(name, coords, 0, "complete", metrics, {}, tables)
+
+
+def test_the_checks_pass_on_the_papers_numbers_and_fail_on_the_old_probe_defaults():
+    good = {"alpha1": [_run("a1", {})], "alpha": [_run("a.25", {"model.alpha": 0.25}, gap=900),
+                                                  _run("a4", {"model.alpha": 4.0}, gap=15000)]}
+    verdicts = {c.quantity: c.ok for c in toy_checks("full", good)}
+    lazy = next(k for k in verdicts if k.startswith("lazy baseline"))
+    assert verdicts[lazy] and verdicts["test NTK alignment at initialization (1000 test points)"]
+    # what 128 points gave: alignment several times the paper's, a lazy baseline about 7x off
+    bad = {"alpha1": [_run("a1", {}, align=(0.05, 0.06), lazy=0.66 * 7)], "alpha": good["alpha"]}
+    verdicts = {c.quantity: c.ok for c in toy_checks("full", bad)}
+    assert not verdicts[lazy] and not verdicts["test NTK alignment at initialization (1000 test points)"]
+    # a delay that shrinks with alpha fails
+    shrinking = {"alpha1": good["alpha1"], "alpha": [_run("a.25", {"model.alpha": 0.25}, gap=9000),
+                                                      _run("a4", {"model.alpha": 4.0}, gap=900)]}
+    assert not toy_checks("full", shrinking)[-1].ok
+
+
+def test_quick_scale_shows_the_lazy_phase_the_kernel_baseline_and_the_alpha_delay(tmp_path):
+    r = cli("reproduce", "kumar-toy", "--out", tmp_path / "kt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "kt" / "results.json").read_text())
+    judged = [c for c in result["checks"] if c["ok"] is not None]
+    assert all(c["ok"] for c in judged), result["checks"]
+    names = " ".join(c["quantity"] for c in judged)
+    assert "lazy phase" in names and "lazy baseline" in names and "delay" in names
+    table = (tmp_path / "kt" / "alpha1" / "analyses").glob("*/ntk_alignment.csv")
+    assert next(table).read_text().count("550")   # every training point
+
+
+@pytest.mark.slow
+def test_full_scale_matches_the_paper(tmp_path):
+    r = cli("reproduce", "kumar-toy", "--scale", "full", "--out", tmp_path / "kt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "kt" / "results.json").read_text())
+    assert all(c["ok"] for c in result["checks"] if c["ok"] is not None), result["checks"]
