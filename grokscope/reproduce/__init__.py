@@ -38,7 +38,7 @@ SCALES = ("quick", "full")
 class Part:
     """One sweep of a reproduction: `preset` over `grid` ("model.alpha=0.5,1,2"), with
     `overrides` ("train.steps=3000"); `probes` (comma list, "" for none) run over `count`
-    checkpoints of every run. `checkpoints` = 0 keeps the preset's dense schedule (probes need
+    checkpoints of every run (of those at the grid values `probe_only` names, when given). `checkpoints` = 0 keeps the preset's dense schedule (probes need
     it), > 0 keeps that many log-spaced checkpoints."""
 
     name: str
@@ -47,6 +47,7 @@ class Part:
     overrides: tuple[str, ...] = ()
     seeds: str | None = None
     probes: str = ""
+    probe_only: tuple[tuple[str, Any], ...] = ()   # probe only the runs at these grid values
     count: int = 40
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: int = 0
@@ -191,7 +192,7 @@ def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress
     for p in points:
         run = Run(out / "runs" / p.name)
         tables = {}
-        if part.probes and run.steps:
+        if part.probes and run.steps and all(p.coords.get(k) == v for k, v in part.probe_only):
             where = out / "analyses" / p.name
             analyze(run, part.probes, out=where, count=part.count, jobs=jobs, device=device,
                     params=part.params or None, progress=progress, report=False)

@@ -30,18 +30,19 @@ def _run(name, coords, test_bump=1.2, gap=3500, align=(0.008, 0.013), lazy=0.66)
 
 
 def test_the_checks_pass_on_the_papers_numbers_and_fail_on_the_old_probe_defaults():
-    good = {"alpha1": [_run("a1", {})], "alpha": [_run("a.25", {"model.alpha": 0.25}, gap=900),
-                                                  _run("a4", {"model.alpha": 4.0}, gap=15000)]}
+    one = _run("a1", {"model.alpha": 1.0})
+    good = {"alpha": [_run("a.25", {"model.alpha": 0.25}, gap=900), one, _run("a4", {"model.alpha": 4.0}, gap=15000)]}
     verdicts = {c.quantity: c.ok for c in toy_checks("full", good)}
     lazy = next(k for k in verdicts if k.startswith("lazy baseline"))
     assert verdicts[lazy] and verdicts["test NTK alignment at initialization (1000 test points)"]
     # what 128 points gave: alignment several times the paper's, a lazy baseline about 7x off
-    bad = {"alpha1": [_run("a1", {}, align=(0.05, 0.06), lazy=0.66 * 7)], "alpha": good["alpha"]}
+    bad = {"alpha": [good["alpha"][0], _run("a1", {"model.alpha": 1.0}, align=(0.05, 0.06), lazy=0.66 * 7),
+                     good["alpha"][2]]}
     verdicts = {c.quantity: c.ok for c in toy_checks("full", bad)}
     assert not verdicts[lazy] and not verdicts["test NTK alignment at initialization (1000 test points)"]
     # a delay that shrinks with alpha fails
-    shrinking = {"alpha1": good["alpha1"], "alpha": [_run("a.25", {"model.alpha": 0.25}, gap=9000),
-                                                      _run("a4", {"model.alpha": 4.0}, gap=900)]}
+    shrinking = {"alpha": [_run("a.25", {"model.alpha": 0.25}, gap=9000), one,
+                           _run("a4", {"model.alpha": 4.0}, gap=900)]}
     assert not toy_checks("full", shrinking)[-1].ok
 
 
@@ -53,8 +54,9 @@ def test_quick_scale_shows_the_lazy_phase_the_kernel_baseline_and_the_alpha_dela
     assert all(c["ok"] for c in judged), result["checks"]
     names = " ".join(c["quantity"] for c in judged)
     assert "lazy phase" in names and "lazy baseline" in names and "delay" in names
-    table = (tmp_path / "kt" / "alpha1" / "analyses").glob("*/ntk_alignment.csv")
-    assert next(table).read_text().count("550")   # every training point
+    tables = list((tmp_path / "kt" / "alpha" / "analyses").glob("*/ntk_alignment.csv"))
+    assert len(tables) == 1 and "alpha1_" in str(tables[0])   # probes on alpha = 1 only
+    assert ",550.0,1000.0" in tables[0].read_text() or ",550,1000" in tables[0].read_text()  # every point
 
 
 @pytest.mark.slow
