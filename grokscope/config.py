@@ -60,7 +60,8 @@ class ModelConfig:
     hidden: tuple[int, ...] = (512,)
     bias: bool = True
     init_scale: float = 1.0        # multiplies every initial weight
-    init: str = "fan_in"           # mlp: "fan_in" N(0, 1/fan_in) weights; "unit" N(0, 1) weights and the output
+    init: str = "fan_in"           # mlp: "fan_in" N(0, 1/fan_in) weights; "torch" nn.Linear's U(+-1/sqrt(fan_in))
+                                   #   weights and biases (Omnigrok); "unit" N(0, 1) weights and the output
                                    #   divided by the product of the layers' fan-ins (Kumar et al. App. 8.3)
     alpha: float = 1.0             # output scale (Kumar et al. 2024)
     centered: bool = False         # output alpha * (g(x; theta) - g(x; theta_0))

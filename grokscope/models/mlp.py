@@ -6,8 +6,9 @@ and the centered predictor f(x) = alpha * (g(x; theta) - g(x; theta_0)), which s
 whatever alpha is. The initial parameters theta_0 are kept as persistent buffers `init.*` so a
 checkpoint reproduces f on its own.
 
-Two initializations: `init="fan_in"` draws weights N(0, 1/fan_in) (the standard
-parameterization); `init="unit"` draws them N(0, 1) and divides the output by the product of the
+Three initializations: `init="fan_in"` draws weights N(0, 1/fan_in) (the standard
+parameterization); `init="torch"` draws weights and biases as `nn.Linear` does, U(±1/sqrt(fan_in))
+(Omnigrok's init scale multiplies this); `init="unit"` draws weights N(0, 1) and divides the output by the product of the
 layers' fan-ins, f = alpha / (D N) W_2 phi(W_1 x) for one hidden layer (Kumar et al. App. 8.3,
 after Gromov 2023). The two give the same function at initialization in distribution only up to
 that normalization, and different gradient-descent dynamics: under "unit" each layer's
@@ -25,6 +26,9 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.models.common import activation
+
+
+INITS = ("fan_in", "unit", "torch")
 
 
 class HiddenLayer(nn.Module):
@@ -77,8 +81,8 @@ class MLP(HookedRootModule):
         self.n_operands = n_ctx - 1           # the `=` token carries no information
         self.n_symbols = d_vocab - 1          # operand tokens are 0..d_vocab-2
         self.d_embed = d_embed if d_input == 0 else 0
-        if init not in ("fan_in", "unit"):
-            raise ValueError(f"unknown model.init {init!r}; choose fan_in or unit")
+        if init not in INITS:
+            raise ValueError(f"unknown model.init {init!r}; choose one of {', '.join(INITS)}")
         self.init = init
         self.centered = centered
         if d_input > 0:
@@ -105,9 +109,19 @@ class MLP(HookedRootModule):
 
     @torch.no_grad()
     def reset_parameters(self, init_scale: float = 1.0) -> None:
-        # PyTorch's default scale for weights, N(0, 1/fan_in) (standard parameterization).
+        """"fan_in": weights N(0, 1/fan_in), biases 0 (the standard parameterization); "unit":
+        weights N(0, 1); "torch": what `nn.Linear` draws, weights and biases U(-1/sqrt(fan_in),
+        1/sqrt(fan_in)) (Omnigrok's alpha multiplies this). Every parameter times `init_scale`."""
+        fan_in = {}
         for name, param in self.named_parameters():
-            if name.endswith(("b_in", "b_U")):
+            if name.endswith(("W_in", "W_U")):
+                fan_in[name[:-4]] = param.shape[0]
+        for name, param in self.named_parameters():
+            bias = name.endswith(("b_in", "b_U"))
+            if self.init == "torch" and name != "embed.W_E":
+                bound = init_scale / math.sqrt(fan_in[name[:-4]] if bias else param.shape[0])
+                param.uniform_(-bound, bound)
+            elif bias:
                 param.zero_()
             elif name == "embed.W_E" or self.init == "unit":
                 param.normal_(0.0, init_scale)

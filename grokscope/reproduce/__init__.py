@@ -127,9 +127,9 @@ class Reproduction:
 
 
 def registry() -> dict[str, Reproduction]:
-    from grokscope.reproduce import kumar
+    from grokscope.reproduce import kumar, nanda
 
-    return {r.name: r for r in (*kumar.REPRODUCTIONS,)}
+    return {r.name: r for r in (*nanda.REPRODUCTIONS, *kumar.REPRODUCTIONS)}
 
 
 def get(name: str) -> Reproduction:

@@ -87,8 +87,8 @@ def check_config(config: RunConfig) -> None:
     if not (o.lr >= 0 and o.weight_decay >= 0 and o.lr * max(o.weight_decay, 1.0) <= MAX_LR_STEP):
         raise UsageError(f"optim.lr ({o.lr:g}) and optim.weight_decay ({o.weight_decay:g}) must be >= 0 with "
                          f"lr x max(weight_decay, 1) <= {MAX_LR_STEP:g} (torch's optimizers overflow above it)")
-    if config.model.init not in ("fan_in", "unit"):
-        raise UsageError(f"unknown model.init {config.model.init!r}; choose fan_in or unit")
+    if config.model.init not in ("fan_in", "unit", "torch"):
+        raise UsageError(f"unknown model.init {config.model.init!r}; choose fan_in, unit or torch")
     if t.loss not in LOSSES:
         raise UsageError(f"unknown train.loss {t.loss!r}; choose one of {', '.join(LOSSES)}")
     if t.loss_dtype not in DTYPES:

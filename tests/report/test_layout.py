@@ -270,10 +270,12 @@ def test_every_reproduction_figure_passes_the_layout_checks():
 
     failures = []
     for name, repro in registry().items():
-        data = {p.name: [fake({"model.alpha": s}, 900 * s, 1100 * s) for s in (1.0, 2.0)] for p in repro.parts("quick")}
-        fig, _ = draw_figure_json(json.loads(json.dumps(figure_to_json(repro.figure("quick", data)))))
-        failures += [f"{name}: {p}" for p in layout_problems(fig)]
-        for split, seen in split_colours(fig).items():
-            if seen - {SPLIT_COLOURS[split].lower()}:
-                failures.append(f"{name}: {split} drawn in {sorted(seen)}")
+        for scale in ("quick", "full"):
+            data = {p.name: [fake({"model.alpha": s}, 900 * s, 1100 * s) for s in (1.0, 2.0)]
+                    for p in repro.parts(scale)}
+            fig, _ = draw_figure_json(json.loads(json.dumps(figure_to_json(repro.figure(scale, data)))))
+            failures += [f"{name} {scale}: {p}" for p in layout_problems(fig)]
+            for split, seen in split_colours(fig).items():
+                if seen - {SPLIT_COLOURS[split].lower()}:
+                    failures.append(f"{name} {scale}: {split} drawn in {sorted(seen)}")
     assert not failures, "\n".join(failures)

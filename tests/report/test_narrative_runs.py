@@ -51,7 +51,9 @@ def test_kumar_regression_run_uses_the_loss_rule(tmp_path):
 
 
 def test_teacher_student_short_delay_and_alignment_not_seen(tmp_path):
-    config = with_overrides(load_preset("teacher-student"), TEACHER_STUDENT_FAST)
+    # the standard parameterization's larger init norm gives this run its short delay (PyTorch's
+    # default init, the preset's, fits and generalizes at the same logged step)
+    config = with_overrides(load_preset("teacher-student"), TEACHER_STUDENT_FAST + ["model.init=fan_in"])
     run, text = trained(tmp_path, config, ["metrics", "weights", "ntk_alignment", "phases"])
     mem, gen = transition_steps(run.metrics)
     assert 1 < gen / mem < 2
