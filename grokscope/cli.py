@@ -179,7 +179,7 @@ def cmd_reproduce(args) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     out = reproduce(args.name, args.scale, out=args.out, jobs=args.jobs, device=resolve_device(args.device),
-                    progress=not args.quiet, gallery=args.gallery)
+                    progress=not args.quiet, gallery=args.gallery, data_dir=args.data_dir)
     print(out / "report.md")
     return 0
 
@@ -494,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output directory (default reproductions/<name>/<scale>)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes for training and probes (default 2)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--data-dir", type=Path, help="MNIST's IDX files, for the reproductions that need them")
     p.add_argument("--gallery", type=Path, help="also copy the figure, table and page to GALLERY/<name>/ "
                    "(docs/reproductions is the docs' gallery)")
     p.add_argument("--quiet", action="store_true")

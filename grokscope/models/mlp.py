@@ -27,7 +27,6 @@ from transformer_lens.hook_points import HookPoint
 
 from grokscope.models.common import activation
 
-
 INITS = ("fan_in", "unit", "torch")
 
 

@@ -51,6 +51,8 @@ class Part:
     count: int = 40
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: int = 0
+    landscape: str = ""   # "0.1:10:11:log": an Omnigrok landscape over these norm scales instead of a sweep
+    needs_data: bool = False   # MNIST: the command's --data-dir becomes task.data_dir
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Check:
     tolerance: str
     source: str
     note: str = ""
+
+    def __post_init__(self):  # numpy's bools become Python's (results.json, `is True` in tests)
+        object.__setattr__(self, "ok", None if self.ok is None else bool(self.ok))
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,9 @@ class Reproduction:
 
 
 def registry() -> dict[str, Reproduction]:
-    from grokscope.reproduce import kumar, nanda
+    from grokscope.reproduce import kumar, nanda, omnigrok
 
-    return {r.name: r for r in (*nanda.REPRODUCTIONS, *kumar.REPRODUCTIONS)}
+    return {r.name: r for r in (*nanda.REPRODUCTIONS, *kumar.REPRODUCTIONS, *omnigrok.REPRODUCTIONS)}
 
 
 def get(name: str) -> Reproduction:
@@ -145,7 +150,8 @@ def default_out(name: str, scale: str) -> Path:
 
 
 def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None = None, jobs: int = 2,
-              device: str = "cpu", progress: bool = True, gallery: str | os.PathLike | None = None) -> Path:
+              device: str = "cpu", progress: bool = True, gallery: str | os.PathLike | None = None,
+              data_dir: str | os.PathLike | None = None) -> Path:
     """Train what the reproduction needs (reusing finished runs, resuming interrupted ones), run
     its probes, compute its checks and write its figure and page. Returns the output directory.
     `gallery` also copies the figure, the results and the page to `<gallery>/<name>/` (what
@@ -155,9 +161,15 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     repro = get(name)
     out = Path(out) if out is not None else default_out(name, scale)
     t0 = time.perf_counter()
-    data = {part.name: train_and_measure(part, out / part.name, jobs=jobs, device=device, progress=progress)
-            for part in repro.parts(scale)}
-    checks = [dataclasses.replace(c, ok=None if c.ok is None else bool(c.ok)) for c in repro.checks(scale, data)]
+    parts = repro.parts(scale)
+    if any(p.needs_data for p in parts) and not data_dir:
+        raise UsageError(f"{name} needs MNIST: pass --data-dir DIR (the official IDX files; grokscope downloads "
+                         "nothing, see docs/omnigrok.md)")
+    data = {part.name: train_and_measure(part, out / part.name, jobs=jobs, device=device, progress=progress,
+                                         overrides=(f"task.data_dir={Path(data_dir).resolve()}",)
+                                         if part.needs_data else ())
+            for part in parts}
+    checks = repro.checks(scale, data)
     figure = repro.figure(scale, data)
     from grokscope.report.reproduction import write_reproduction
 
@@ -178,12 +190,16 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     return out
 
 
-def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress: bool) -> list[RunData]:
+def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress: bool,
+                      overrides: tuple[str, ...] = ()) -> list[RunData]:
     from grokscope.analysis import analyze
     from grokscope.experiments.sweep import expand, parse_grid, sweep
     from grokscope.store import Run
     from grokscope.tables import read_manifest, read_table, table_path
 
+    part = dataclasses.replace(part, overrides=(*part.overrides, *overrides))
+    if part.landscape:
+        return landscape_runs(part, out, jobs=jobs, device=device, progress=progress)
     sweep(part.preset, list(part.grid), seeds=part.seeds, overrides=list(part.overrides), out=out, jobs=jobs,
           checkpoints=part.checkpoints, device=device, progress=progress)
     points = expand([part.preset], [parse_grid(g) for g in part.grid], part.seeds, list(part.overrides),
@@ -200,6 +216,23 @@ def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress
                 if entry.get("status") == "ok" and table_path(where, probe).exists():
                     tables[probe] = read_table(table_path(where, probe))
         runs.append(RunData(p.name, dict(p.coords), p.seed, run.status, run.metrics, run.info, tables))
+    return runs
+
+
+def landscape_runs(part: Part, out: Path, *, jobs: int, device: str, progress: bool) -> list[RunData]:
+    """Omnigrok's landscape: the preset trained at each norm scale with the norm held there
+    (`experiments.landscape`); one RunData per scale, coords {"scale": s}."""
+    from grokscope.config import load_preset, with_overrides
+    from grokscope.experiments.landscape import landscape, parse_scales
+    from grokscope.store import Run
+
+    scales = parse_scales(part.landscape)
+    landscape(with_overrides(load_preset(part.preset), list(part.overrides)), scales, out, jobs=jobs,
+              progress=progress, device=device)
+    runs = []
+    for s in scales:
+        run = Run(out / f"scale_{s:g}")
+        runs.append(RunData(run.path.name, {"scale": s}, run.config.train.seed, run.status, run.metrics, run.info, {}))
     return runs
 
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 from grokscope.measures.transitions import locate_phases
-from grokscope.reproduce import Check, Data, Figure, Panel, Part, Reproduction, Series, first_step, fmt_step, thin
+from grokscope.reproduce import (
+    Check,
+    Data,
+    Figure,
+    Panel,
+    Part,
+    Reproduction,
+    Series,
+    first_step,
+    fmt_step,
+    thin,
+)
 
 SOURCE = "Nanda et al. 2023 (published runs; shared/REFERENCES.md)"
 STEPS = {"quick": 400, "full": 20000}
