@@ -104,11 +104,13 @@ def _cell(text: Any) -> str:
 
 def render(meta: dict[str, Any], checks: list[dict[str, Any]], figure: dict[str, Any]) -> str:
     judged = [c for c in checks if c["ok"] is not None]
+    runs, reused = meta.get("runs", 0), meta.get("runs_reused", 0)
+    trained = ("training every run" if not reused else f"all {runs} runs reused from an earlier call"
+               if reused == runs else f"training {runs - reused} of its {runs} runs, the others reused")
     lines = [f"# {meta['title']}", "",
              f"Reproduction `{meta['name']}` at scale `{meta['scale']}` of {meta['paper']}. "
              f"{sum(c['ok'] for c in judged)} of {len(judged)} headline checks within tolerance.", "",
-             meta["summary"], "", f"Command: `{meta['command']}` (took {meta['seconds']:.0f} s here, "
-             "including any runs it reused).", "",
+             meta["summary"], "", f"Command: `{meta['command']}` (took {meta['seconds']:.0f} s here, {trained}).", "",
              "![figure](figure.png)", ""]
     if figure.get("caption"):
         lines += [figure["caption"], ""]

@@ -161,6 +161,7 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     repro = get(name)
     out = Path(out) if out is not None else default_out(name, scale)
     t0 = time.perf_counter()
+    REUSED[:] = [0, 0]
     parts = repro.parts(scale)
     if any(p.needs_data for p in parts) and not data_dir:
         raise UsageError(f"{name} needs MNIST: pass --data-dir DIR (the official IDX files; grokscope downloads "
@@ -177,7 +178,7 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
             "scale": scale, "command": f"grokscope reproduce {repro.name} --scale {scale}",
             "settings": [list(s) for s in repro.settings], "notes": repro.notes(scale, data),
             "parts": [dataclasses.asdict(p) for p in repro.parts(scale)],
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1), "runs_reused": REUSED[0], "runs": REUSED[1]}
     write_reproduction(out, meta, [dataclasses.asdict(c) for c in checks], figure_to_json(figure))
     if gallery is not None:
         from grokscope.report.reproduction import copy_to_gallery
@@ -194,16 +195,18 @@ def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress
                       overrides: tuple[str, ...] = ()) -> list[RunData]:
     from grokscope.analysis import analyze
     from grokscope.experiments.sweep import expand, parse_grid, sweep
-    from grokscope.store import Run
+    from grokscope.store import Run, run_status
     from grokscope.tables import read_manifest, read_table, table_path
 
     part = dataclasses.replace(part, overrides=(*part.overrides, *overrides))
     if part.landscape:
         return landscape_runs(part, out, jobs=jobs, device=device, progress=progress)
-    sweep(part.preset, list(part.grid), seeds=part.seeds, overrides=list(part.overrides), out=out, jobs=jobs,
-          checkpoints=part.checkpoints, device=device, progress=progress)
     points = expand([part.preset], [parse_grid(g) for g in part.grid], part.seeds, list(part.overrides),
                     part.checkpoints)
+    REUSED[0] += sum(run_status(out / "runs" / p.name) == "complete" for p in points)
+    REUSED[1] += len(points)
+    sweep(part.preset, list(part.grid), seeds=part.seeds, overrides=list(part.overrides), out=out, jobs=jobs,
+          checkpoints=part.checkpoints, device=device, progress=progress)
     runs = []
     for p in points:
         run = Run(out / "runs" / p.name)
@@ -219,14 +222,19 @@ def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress
     return runs
 
 
+REUSED = [0, 0]   # (runs already complete, runs) over this call's sweeps: what the page's time covers
+
+
 def landscape_runs(part: Part, out: Path, *, jobs: int, device: str, progress: bool) -> list[RunData]:
     """Omnigrok's landscape: the preset trained at each norm scale with the norm held there
     (`experiments.landscape`); one RunData per scale, coords {"scale": s}."""
     from grokscope.config import load_preset, with_overrides
     from grokscope.experiments.landscape import landscape, parse_scales
-    from grokscope.store import Run
+    from grokscope.store import Run, run_status
 
     scales = parse_scales(part.landscape)
+    REUSED[0] += sum(run_status(out / f"scale_{s:g}") == "complete" for s in scales)
+    REUSED[1] += len(scales)
     landscape(with_overrides(load_preset(part.preset), list(part.overrides)), scales, out, jobs=jobs,
               progress=progress, device=device)
     runs = []

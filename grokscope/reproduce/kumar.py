@@ -271,7 +271,7 @@ def toy_figure(scale: str, data: Data) -> Figure:
     styles = ["-", "--", "-.", ":"]
     panels.append(Panel("(d) test loss by alpha", tuple(
         Series(f"alpha = {a:g}", *_positive(r.metrics["step"], r.metrics["test_loss"]), style=styles[i % 4],
-               colour=6 - i) for i, (a, r) in enumerate(sorted(runs.items()))), ylabel="test MSE", logx=True,
+               colour=(0, 1, 6, 2)[i % 4]) for i, (a, r) in enumerate(sorted(runs.items()))), ylabel="test MSE", logx=True,
         logy=True))
     return Figure(tuple(panels), caption="y = (β·x)²/2, D = 100, P = 550 train and 1,000 test points, committee "
                   "f = α/N Σ φ(wᵢ·x) − f₀, N = 500, φ(h) = h + εh²/2, ε = 0.02, full-batch GD lr 500/α², no weight "
