@@ -266,12 +266,13 @@ def test_every_reproduction_figure_passes_the_layout_checks():
         return RunData("r", coords, 0, "complete", {"step": step, "train_acc": acc(train_at), "test_acc": acc(test_at),
                                                     "train_loss": 1 - acc(train_at) + 1e-3,
                                                     "test_loss": 1 - acc(test_at) + 1e-3,
-                                                    "weight_norm": np.linspace(80, 260, 3001)}, {}, {})
+                                                    "weight_norm": np.linspace(80, 260, 3001)},
+                       {"fixed_norm": 9.0 * coords["scale"]}, {})
 
     failures = []
     for name, repro in registry().items():
         for scale in ("quick", "full"):
-            data = {p.name: [fake({"model.alpha": s}, 900 * s, 1100 * s) for s in (1.0, 2.0)]
+            data = {p.name: [fake({"model.alpha": s, "scale": s}, 900 * s, 1100 * s) for s in (1.0, 2.0)]
                     for p in repro.parts(scale)}
             fig, _ = draw_figure_json(json.loads(json.dumps(figure_to_json(repro.figure(scale, data)))))
             failures += [f"{name} {scale}: {p}" for p in layout_problems(fig)]
