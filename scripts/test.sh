@@ -11,5 +11,5 @@ fi
 # real SIGKILL/SIGINT of fresh processes and every stored file truncated or emptied (slow only
 # for their many fresh processes and cases) and the LLC accuracy checks. CI runs both; `-m slow` alone adds the long
 # end-to-end runs (quickstart to grokking).
-python -m pytest -q
+python -m pytest -q --durations=25
 python -m pytest -q -m slow -k "real_interrupt or sigkill or truncate or empty or llc or slurm"

@@ -13,6 +13,7 @@ import numpy as np
 
 from grokscope.report.figures import figure_legend, save_figure
 from grokscope.report.style import ONE_COLUMN, OTHER_COLOURS, RC, SPLIT_COLOURS, TWO_COLUMN, new_figure
+from grokscope.report.sweep import COLORS as PHASE_CELL_COLOURS
 from grokscope.report.sweep import _html
 from grokscope.store import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from grokscope.tables import write_table
@@ -71,13 +72,16 @@ def draw_figure_json(figure: dict[str, Any]):
             for s in panel["series"]:
                 if s["split"] in SPLIT_COLOURS:
                     colour = SPLIT_COLOURS[s["split"]]
+                elif s["split"] and s["split"] in PHASE_CELL_COLOURS:   # a phase diagram's cells: the sweep report's colours
+                    colour = PHASE_CELL_COLOURS[s["split"]]
                 else:
                     colour = OTHER_COLOURS[(s["colour"] if s["colour"] >= 0 else others) % len(OTHER_COLOURS)]
                     others += 1
                 x, y = np.asarray(s["x"], dtype=float), np.asarray(s["y"], dtype=float)
-                marker = "o" if s["style"].startswith("o") else None
+                marker = s["style"][0] if s["style"][:1] in ("o", "s") else None
                 line = (s["style"][1:] if marker else s["style"]) or "none"
-                ax.plot(x, y, color=colour, marker=marker, markersize=3, linestyle=line, label=s["label"])
+                ax.plot(x, y, color=colour, marker=marker, markersize=s.get("size", 3.0), linestyle=line,
+                        label=s["label"])
                 for xv, yv in zip(x, y):
                     data["panel"].append(panel["title"]), data["series"].append(s["label"])
                     data["x"].append(float(xv)), data["y"].append(float(yv))

@@ -77,9 +77,10 @@ class Series:
     label: str
     x: tuple[float, ...]
     y: tuple[float, ...]
-    split: str = ""          # "train" / "test": the fixed colours; "" takes the next other colour
+    split: str = ""          # "train" / "test", or a phase ("grokking", ...): its fixed colour; "" the next other colour
     style: str = "-"         # a matplotlib line style, or "o-" / "o" for markers
     colour: int = -1         # >= 0: the index of an "other" colour (one colour per setting across panels)
+    size: float = 3.0        # marker size ("o" and "s" styles; "s": squares, as a phase diagram's cells)
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,10 @@ class Reproduction:
 
 
 def registry() -> dict[str, Reproduction]:
-    from grokscope.reproduce import kumar, nanda, omnigrok
+    from grokscope.reproduce import kumar, liu, nanda, omnigrok
 
-    return {r.name: r for r in (*nanda.REPRODUCTIONS, *kumar.REPRODUCTIONS, *omnigrok.REPRODUCTIONS)}
+    return {r.name: r for r in (*nanda.REPRODUCTIONS, *kumar.REPRODUCTIONS, *liu.REPRODUCTIONS,
+                                *omnigrok.REPRODUCTIONS)}
 
 
 def get(name: str) -> Reproduction:

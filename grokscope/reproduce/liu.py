@@ -1,0 +1,316 @@
+"""Liu, Kitouni, Nolte, Michaud, Tegmark, Williams 2022, "Towards Understanding Grokking: An
+Effective Theory of Representation Learning" (NeurIPS 2022; code ejmichaud/grokking-squared):
+the toy addition model's representation quality against accuracy, the critical training fraction
+and the phase diagram over decoder learning rate x decoder weight decay."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grokscope.measures.transitions import SWEEP_PHASES, classify_phase
+from grokscope.reproduce import (
+    Check,
+    Data,
+    Figure,
+    Panel,
+    Part,
+    Reproduction,
+    Series,
+    first_step,
+    fmt_step,
+    thin,
+)
+
+SOURCE = "Liu et al. 2022, the authors' default run (ejmichaud/grokking-squared; shared/REFERENCES.md)"
+SOURCE_PHASE = "Liu et al. 2022, sec. 4 and its toy phase diagram (shared/REFERENCES.md)"
+SOURCE_CRITICAL = "Liu et al. 2022, sec. 3.3"
+
+PAPER_STEPS = {"train": 1130, "test": 1530, "rqi": 800}   # train acc >= 0.9, test acc >= 0.9, RQI > 0.95
+
+FRACTIONS = {"quick": (0.2, 0.9), "full": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
+FRACTION_SEEDS = {"quick": (1, 2), "full": (1, 2, 3, 4, 5)}
+FRACTION_STEPS = {"quick": 3000, "full": 10000}
+
+PHASE_STEPS = {"quick": 5000, "full": 100000}
+SHORT = 10000   # the diagram as a 1e4-step sweep would draw it: the same runs' first 1e4 steps
+# quick: one cell per phase, where our 1e4-step diagram places it (docs/sweeps.md)
+QUICK_CELLS = {(1.58489e-4, 0.0): "comprehension", (1.58489e-4, 7.0): "grokking",
+               (1e-2, 0.0): "memorization", (1e-2, 10.0): "confusion"}
+LR, WD = "optim.lr", "optim.weight_decay"
+PHASES = tuple(ph for ph in SWEEP_PHASES if ph != "diverged")   # Liu et al.'s four
+
+
+def parts(scale: str) -> list[Part]:
+    fr = ",".join(f"{f:g}" for f in FRACTIONS[scale])
+    seeds = ",".join(str(s) for s in FRACTION_SEEDS[scale])
+    if scale == "quick":   # two sweeps of two cells: one cell per phase
+        phase = [Part("phase", "liu-toy", grid=(f"{LR}=1.58489e-4", f"{WD}=0,7"),
+                      overrides=(f"train.steps={PHASE_STEPS[scale]}",), checkpoints=2),
+                 Part("phase-high-lr", "liu-toy", grid=(f"{LR}=1e-2", f"{WD}=0,10"),
+                      overrides=(f"train.steps={PHASE_STEPS[scale]}",), checkpoints=2)]
+    else:
+        phase = [Part("phase", "liu-toy", grid=(f"{LR}=1e-5:1e-2:16:log", f"{WD}=0:10:11"),
+                      overrides=(f"train.steps={PHASE_STEPS[scale]}", "train.log_every=10"), checkpoints=10)]
+    return [
+        Part("default", "liu-toy", overrides=("train.steps=2500", "checkpoint.every=10"), probes="parallelogram",
+             count=0),   # every checkpoint: RQI every 10 steps
+        Part("fraction", "liu-toy", grid=(f"task.frac_train={fr}", f"task.split_seed={seeds}"),
+             overrides=(f"train.steps={FRACTION_STEPS[scale]}",), checkpoints=2, probes="parallelogram", count=2),
+        *phase,
+    ]
+
+
+# ---------------------------------------------------------------- the phase diagram
+
+def run_phase(run, until: int | None = None) -> str:
+    """Liu et al.'s phase of one run (90% thresholds, a lag over 1,000 steps is grokking), from its
+    metrics up to step `until` (None: all of them)."""
+    m = run.metrics
+    steps = np.asarray(m["step"])
+    keep = steps <= (until if until is not None else steps[-1])
+    if run.status == "diverged":
+        return "diverged"
+    return classify_phase(steps[keep], np.asarray(m["train_acc"])[keep], np.asarray(m["test_acc"])[keep])[0]
+
+
+def phase_grid(data: Data, until: int | None = None) -> dict[tuple[float, float], str]:
+    return {(float(r.coords[LR]), float(r.coords[WD])): run_phase(r, until)
+            for part, runs in data.items() if part.startswith("phase") for r in runs}
+
+
+def _share(grid: dict, phase: str, where) -> tuple[int, int]:
+    cells = [ph for (lr, wd), ph in grid.items() if where(lr, wd)]
+    return sum(ph == phase for ph in cells), len(cells)
+
+
+def _median(grid: dict, phase: str, axis: int) -> float | None:
+    values = [key[axis] for key, ph in grid.items() if ph == phase]
+    return float(np.median(values)) if values else None
+
+
+def _mean_wd(grid: dict, phase: str, lr: float) -> float:
+    return float(np.mean([wd for (x, wd), ph in grid.items() if x == lr and ph == phase]))
+
+
+def _low_lr(lr: float, wd: float) -> bool:
+    return lr <= 4e-5
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{ph} {counts[ph]}" for ph in SWEEP_PHASES if counts[ph] or ph != "diverged")
+
+
+def phase_checks(scale: str, data: Data) -> list[Check]:
+    grid = phase_grid(data)
+    if scale == "quick":
+        return [Check(f"decoder lr {lr:.2g}, weight decay {wd:g}: phase", want, grid.get((lr, wd), "-"),
+                      grid.get((lr, wd)) == want, "the same phase", SOURCE_PHASE,
+                      "the quadrant the paper puts it in, at a cell our 1e4-step diagram places there")
+                for (lr, wd), want in QUICK_CELLS.items()]
+    short = phase_grid(data, SHORT)
+    counts = {ph: sum(v == ph for v in grid.values()) for ph in SWEEP_PHASES}
+    counts_short = {ph: sum(v == ph for v in short.values()) for ph in SWEEP_PHASES}
+    mem_hi, n_hi = _share(grid, "memorization", lambda lr, wd: lr >= 1e-3 and wd <= 2)
+    conf, n_conf = _share(grid, "confusion", lambda lr, wd: lr >= 3e-3 and wd >= 8)
+    lr_comp, lr_mem = _median(grid, "comprehension", 0), _median(grid, "memorization", 0)
+    columns = sorted({lr for (lr, _), ph in grid.items() if ph == "grokking"}
+                     & {lr for (lr, _), ph in grid.items() if ph == "comprehension"})
+    above = [_mean_wd(grid, "grokking", lr) > _mean_wd(grid, "comprehension", lr) for lr in columns]
+    still, n_low = _share(short, "memorization", _low_lr)
+    still_long, _ = _share(grid, "memorization", _low_lr)
+    return [
+        Check("high lr (>= 1e-3), little weight decay (<= 2): memorization", "memorization",
+              f"{mem_hi} of {n_hi} cells", n_hi > 0 and mem_hi >= 0.8 * n_hi, "at least 80% of the cells",
+              SOURCE_PHASE),
+        Check("high lr (>= 3e-3), large weight decay (>= 8): confusion", "confusion",
+              f"{conf} of {n_conf} cells", n_conf > 0 and conf >= 0.75 * n_conf, "at least 75% of the cells",
+              SOURCE_PHASE),
+        Check("comprehension at lower lr than memorization (median decoder lr)", "comprehension at low lr",
+              f"{lr_comp:.2g} against {lr_mem:.2g}" if lr_comp and lr_mem else "-",
+              counts["comprehension"] >= 5 and lr_comp is not None and lr_mem is not None and lr_comp < lr_mem,
+              "at least 5 comprehension cells, at a lower median lr", SOURCE_PHASE),
+        Check("grokking in a band of larger weight decay than comprehension (per lr column)",
+              "grokking above comprehension", f"{sum(above)} of {len(columns)} columns",
+              len(columns) > 0 and sum(above) >= 0.75 * len(columns), "in at least 75% of the columns holding both",
+              SOURCE_PHASE),
+        Check("low lr (<= 4e-5): cells still memorizing at 1e4 steps, at 1e5", "many at 1e4, fewer at 1e5",
+              f"{still} of {n_low} at 1e4, {still_long} at 1e5", still_long < still, "fewer at 1e5",
+              "issue 14; Liu et al. train 1e5 steps"),
+        Check("phases over the 176 cells at 1e5 steps (at 1e4)", "all four phases", f"{_counts(counts)} ({_counts(counts_short)})",
+              all(counts[ph] > 0 for ph in PHASES), "every phase present", SOURCE_PHASE),
+    ]
+
+
+def _phase_panel(title: str, grid: dict) -> Panel:
+    series = []
+    for ph in SWEEP_PHASES:
+        cells = sorted(k for k, v in grid.items() if v == ph)
+        if cells:
+            series.append(Series(ph, tuple(c[0] for c in cells), tuple(c[1] for c in cells), style="s",
+                                 split=ph, size=5.0))
+    return Panel(title, tuple(series), xlabel="decoder learning rate", ylabel="decoder weight decay", logx=True)
+
+
+# ---------------------------------------------------------------- RQI, accuracy, critical fraction
+
+def _rqi_steps(run) -> dict[str, int | None]:
+    table = run.tables.get("parallelogram")
+    return {"train": first_step(run.metrics, "train_acc", at_least=0.9),
+            "test": first_step(run.metrics, "test_acc", at_least=0.9),
+            "rqi": None if table is None else first_step(table, "rqi", at_least=0.95 + 1e-12)}
+
+
+def _theory():
+    from grokscope.measures.parallelogram import critical_fraction
+
+    return critical_fraction(10, samples=2000, seed=0)
+
+
+def _crossing(x: np.ndarray, y: np.ndarray, level: float = 0.5) -> float | None:
+    """The first x at which y reaches `level`, linearly interpolated."""
+    idx = np.flatnonzero(y >= level)
+    if not len(idx):
+        return None
+    i = idx[0]
+    if i == 0:
+        return float(x[0])
+    return float(x[i - 1] + (level - y[i - 1]) * (x[i] - x[i - 1]) / (y[i] - y[i - 1]))
+
+
+def _empirical(data: Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fractions, share of splits whose final RQI is > 0.95 (the representation learned), share
+    whose final test accuracy is >= 90%)."""
+    by: dict[float, list[tuple[bool, bool]]] = {}
+    for r in data["fraction"]:
+        table = r.tables.get("parallelogram")
+        rqi = float(table["rqi"][-1]) if table is not None else float("nan")
+        by.setdefault(float(r.coords["task.frac_train"]), []).append((rqi > 0.95, float(r.metrics["test_acc"][-1]) >= 0.9))
+    fr = np.array(sorted(by))
+    return fr, np.array([np.mean([a for a, _ in by[f]]) for f in fr]), np.array([np.mean([b for _, b in by[f]]) for f in fr])
+
+
+def checks(scale: str, data: Data) -> list[Check]:
+    run = data["default"][0]
+    steps = _rqi_steps(run)
+    out = [Check(f"default run: {label} (step)", fmt_step(PAPER_STEPS[key]), fmt_step(steps[key]),
+                 steps[key] is not None and abs(steps[key] - PAPER_STEPS[key]) <= tol, f"within {tol} steps", SOURCE,
+                 note)
+           for key, label, tol, note in (
+               ("train", "train accuracy >= 0.9", 3, "the authors log their train accuracy after update s + 1 as "
+                                                     "step s, grokscope after s updates: one step apart"),
+               ("test", "test accuracy >= 0.9", 3, ""),
+               ("rqi", "RQI > 0.95", 10, "RQI is measured at checkpoints, every 10 steps"))]
+    out.append(Check("RQI reaches 0.95 before test accuracy reaches 0.9", "before (representation first)",
+                     f"{fmt_step(steps['rqi'])} < {fmt_step(steps['test'])}",
+                     None not in (steps["rqi"], steps["test"]) and steps["rqi"] < steps["test"], "strictly earlier",
+                     "Liu et al. 2022, Fig. 5"))
+    table = run.tables.get("parallelogram")
+    if table is not None:
+        final = float(np.asarray(table["predicted_accuracy"], dtype=float)[-1])
+        acc = float(run.metrics["test_acc"][-1])
+        out.append(Check("accuracy predicted from RQI against test accuracy, end of training", "agree",
+                         f"{final:.2f} against {acc:.2f}", abs(final - acc) <= 0.1, "within 0.1",
+                         "Liu et al. 2022, sec. 3.2 (Acc-hat)"))
+    theory = _theory()
+    frac = theory.sizes / theory.sizes[-1]
+    crit = _crossing(frac, theory.probability)
+    out.append(Check("critical training fraction (P(representation determined) = 1/2)", "about 0.4",
+                     f"{crit:.2f}", crit is not None and abs(crit - 0.4) <= 0.05, "within 0.05", SOURCE_CRITICAL))
+    fr, learned, gen = _empirical(data)
+    below = learned[fr <= 0.2]
+    out.append(Check("trained models far below the critical fraction (<= 0.2): share learning the representation "
+                     "(final RQI > 0.95)", "none (the training set cannot determine it)",
+                     f"{below.mean():.0%} ({len(FRACTION_SEEDS[scale])} splits)", bool(below.mean() == 0),
+                     "none", SOURCE_CRITICAL))
+    above = fr >= 0.5
+    out.append(Check("trained models above it (0.5 and more): share learning the representation, by fraction",
+                     "the theory says the data determine it (P >= 0.97); whether training finds it is not the "
+                     "theory's claim", ", ".join(f"{f:g}: {v:.0%}" for f, v in zip(fr[above], learned[above])),
+                     None, "not judged", SOURCE_CRITICAL,
+                     f"at the default run's optimizer (decoder lr 1e-4, no weight decay) the decoder memorizes a "
+                     f"small training set before the embedding organizes; {FRACTION_STEPS[scale]:,} steps per run. "
+                     "Test accuracy also counts sums no training pair has (0 = 0 + 0, 18 = 9 + 9), which no "
+                     "representation answers: RQI is the theory's quantity"))
+    return out + phase_checks(scale, data)
+
+
+def figure(scale: str, data: Data) -> Figure:
+    run = data["default"][0]
+    m = run.metrics
+    table = run.tables.get("parallelogram")
+    acc = [Series(f"{s} accuracy", *thin(m["step"], m[f"{s}_acc"]), split=s) for s in ("train", "test")]
+    rqi_vs_acc = []
+    if table is not None:
+        acc.append(Series("RQI", *thin(table["step"], table["rqi"]), style="o-", colour=0))
+        test_at = np.interp(np.asarray(table["step"], dtype=float), np.asarray(m["step"], dtype=float),
+                            np.asarray(m["test_acc"], dtype=float))
+        rqi_vs_acc = [Series("test accuracy", tuple(float(v) for v in table["rqi"]), tuple(float(v) for v in test_at),
+                             split="test", style="o"),
+                      Series("accuracy predicted from RQI", tuple(float(v) for v in table["rqi"]),
+                             tuple(float(v) for v in table["predicted_accuracy"]), style="o", colour=1)]
+    panels = [Panel("(a) accuracy and RQI, default run", tuple(acc), ylabel="accuracy / RQI",
+                    vlines=(("paper: test acc 0.9", PAPER_STEPS["test"]),)),
+              Panel("(b) accuracy against RQI over training", tuple(rqi_vs_acc), xlabel="RQI", ylabel="accuracy")]
+    theory = _theory()
+    fr, learned, gen = _empirical(data)
+    n = len(FRACTION_SEEDS[scale])
+    panels.append(Panel("(c) critical training fraction", (
+        Series("P(representation determined)", tuple(theory.sizes / theory.sizes[-1]), tuple(theory.probability),
+               colour=2),
+        Series(f"trained: final RQI > 0.95 ({n} splits)", tuple(fr), tuple(learned), style="o-", colour=3),
+        Series(f"trained: 90% held-out accuracy ({n} splits)", tuple(fr), tuple(gen), style="o--", colour=4)),
+        xlabel="training fraction", ylabel="probability",
+        vlines=(("paper: about 0.4", 0.4),)))
+    grid = phase_grid(data)
+    if scale == "full":
+        panels.append(_phase_panel(f"(d) phases after {SHORT:,} steps", phase_grid(data, SHORT)))
+    panels.append(_phase_panel(f"({'e' if scale == 'full' else 'd'}) phases after {PHASE_STEPS[scale]:,} steps", grid))
+    return Figure(tuple(panels), columns=3 if scale == "full" else 2,
+                  caption="Toy addition (p = 10, unordered pairs, plain sum): 1-d embeddings, tanh decoder 2x200, MSE "
+                          "to random 30-d targets, AdamW (embedding lr 1e-3; decoder lr 1e-4 and no weight decay unless "
+                          "the phase diagram varies them), full batch. Phases: Liu et al.'s criteria (90% train and "
+                          "test accuracy; grokking when test lags train by over 1,000 steps).")
+
+
+def notes(scale: str, data: Data) -> list[str]:
+    out = ["The default run draws the split, the targets and the initialization as the authors' script does "
+           "(split seed 58, torch seed 58), so its steps are compared exactly."]
+    if scale == "full":
+        out.append("The phase diagram logs metrics every 10 steps (`train.log_every=10`; 176 runs x 1e5 rows every "
+                   "step would be over a gigabyte): a transition step is rounded up to the next multiple of 10, which "
+                   "moves a lag by at most 10 steps against the 1,000-step grokking threshold. The 1e4 diagram is "
+                   "the same runs' first 10,000 steps: the learning rate is constant, so a 1e4-step run trains "
+                   "exactly as the first 1e4 steps of a 1e5-step one.")
+    return out
+
+
+LIU = Reproduction(
+    name="liu",
+    title="Effective theory: representation quality, the critical training fraction and the phase diagram",
+    paper="Liu, Kitouni, Nolte, Michaud, Tegmark, Williams 2022 (NeurIPS), sec. 3-4, Fig. 5-6, the authors' code",
+    summary="In Liu et al.'s toy addition model generalization follows the emergence of a structured embedding: "
+            "the representation quality index (RQI, the share of parallelograms i + j = m + n the embeddings "
+            "realize) rises before test accuracy and predicts it; a training set determines the structured "
+            "representation, and so generalization, only above a critical fraction of about 0.4; over decoder "
+            "learning rate and weight decay, training falls in four phases: comprehension, grokking, memorization "
+            "and confusion.",
+    parts=parts, checks=checks, figure=figure, notes=notes,
+    settings=(
+        ("task", "toy addition: unordered pairs a <= b of 0..9 (55), label a + b (19 classes); 45 train / 10 test",
+         "sec. 3.1, `toy/train_add.py`"),
+        ("model", "embedding 10 x 1, uniform(-1/2, 1/2); E_a + E_b into a decoder 1-200-200-30, tanh", "sec. 3.1"),
+        ("loss", "MSE to a fixed random N(0, 1) 30-d vector per class; the prediction is the nearest vector",
+         "the authors' code"),
+        ("optimizer", "AdamW, embedding lr 1e-3, decoder lr 1e-4, betas (0.9, 0.999), no weight decay, full batch",
+         "sec. 3.1, the authors' code"),
+        ("default run", "split seed 58, torch seed 58; 2,500 steps, checkpoints every 10", "the authors' default"),
+        ("RQI", "embedding coordinates standardized across symbols; a parallelogram counts below 0.01 mean squared "
+                "residual", "sec. 3.2, the authors' code"),
+        ("critical fraction", "P(rank of the training parallelograms' equations = p - 2), 2,000 random orderings; "
+                              "trained: fractions 0.1-0.9 x 5 splits, 10,000 steps", "sec. 3.3"),
+        ("phase diagram", "decoder lr 1e-5..1e-2 (16, log) x decoder weight decay 0..10 (11), 1e5 steps, one seed; "
+                          "90% thresholds, grokking when test lags train by > 1,000 steps", "sec. 4"),
+    ),
+)
+
+REPRODUCTIONS = (LIU,)

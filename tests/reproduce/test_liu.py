@@ -1,0 +1,115 @@
+"""`grokscope reproduce liu`: Liu et al. 2022's toy model (RQI against accuracy, the critical
+training fraction, the phase diagram) against the authors' default run and the paper's phases."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import cli
+
+from grokscope.measures.transitions import classify_phase
+from grokscope.reproduce import RunData
+from grokscope.reproduce.liu import checks, phase_checks, phase_grid, run_phase
+
+STEPS = np.arange(0, 100001, 10)
+
+
+def run(coords, train_at, test_at, steps=STEPS, rqi_at=None, name="r"):
+    """A run whose train / test accuracy jump to 1 at the given steps (None: never)."""
+    big = 10 ** 9
+    metrics = {"step": steps, "train_acc": (steps >= (train_at or big)).astype(float),
+               "test_acc": (steps >= (test_at or big)).astype(float)}
+    tables = {}
+    if rqi_at is not None:
+        ps = steps[steps % 10 == 0]
+        tables["parallelogram"] = {"step": ps, "rqi": np.where(ps >= rqi_at, 1.0, 0.2),
+                                   "predicted_accuracy": np.where(ps >= rqi_at, 1.0, 0.2)}
+    return RunData(name, coords, 58, "complete", metrics, {}, tables)
+
+
+LRS = np.logspace(-5, -2, 16)
+
+
+def paper_like(lr, wd):
+    """(train step, test step) placing a cell where the paper's diagram does: memorization at high
+    lr and little weight decay, confusion at high lr and large weight decay, comprehension at low
+    lr and moderate weight decay, grokking above it; low-lr cells generalize only after 1e4 steps."""
+    if lr >= 1e-3:
+        return (None, None) if wd >= 6 else (500, None)
+    if lr <= 4e-5:
+        return 3000, 30000
+    return (1000, 1500) if wd <= 4 else (1000, 5000)
+
+
+def grid_data(rule):
+    return {"phase": [run({"optim.lr": float(lr), "optim.weight_decay": float(wd)}, *rule(lr, wd))
+                      for lr in LRS for wd in range(11)]}
+
+
+def test_run_phase_truncates_as_a_shorter_run_would():
+    r = run({}, 3000, 30000)
+    assert run_phase(r) == "grokking"
+    assert run_phase(r, until=10000) == "memorization"
+    steps = STEPS[STEPS <= 10000]
+    assert run_phase(r, until=10000) == classify_phase(steps, r.metrics["train_acc"][:len(steps)],
+                                                       r.metrics["test_acc"][:len(steps)])[0]
+
+
+def test_phase_checks_pass_on_the_papers_layout_and_fail_off_it():
+    good = phase_checks("full", grid_data(paper_like))
+    assert all(c.ok for c in good), [(c.quantity, c.ours) for c in good if not c.ok]
+    grid = phase_grid(grid_data(paper_like))
+    assert len(grid) == 176 and grid[(float(LRS[-1]), 10.0)] == "confusion"
+
+    def flipped(lr, wd):  # grokking below comprehension, memorization at low lr, no confusion
+        if lr >= 1e-3:
+            return 1000, 1500
+        if lr <= 4e-5:
+            return 500, None
+        return (1000, 5000) if wd <= 4 else (1000, 1500)
+
+    failed = {c.quantity for c in phase_checks("full", grid_data(flipped)) if not c.ok}
+    assert len(failed) == 6, failed
+
+
+def test_default_run_checks_compare_the_authors_steps():
+    fractions = [run({"task.frac_train": f, "task.split_seed": s}, 500, 1000 if f >= 0.4 else None,
+                     steps=np.arange(0, 3001, 10), rqi_at=700 if f >= 0.4 else 10 ** 9, name=f"f{f}{s}")
+                 for f in (0.2, 0.8) for s in (1, 2)]
+    cells = [run({"optim.lr": lr, "optim.weight_decay": wd}, *steps) for (lr, wd), steps in
+             {(1.58489e-4, 0.0): (1000, 1500), (1.58489e-4, 7.0): (1000, 4000)}.items()]
+    high = [run({"optim.lr": 1e-2, "optim.weight_decay": wd}, *steps) for wd, steps in
+            ((0.0, (500, None)), (10.0, (None, None)))]
+    data = {"default": [run({}, 1131, 1530, steps=np.arange(2501), rqi_at=800)], "fraction": fractions,
+            "phase": cells, "phase-high-lr": high}
+    good = checks("quick", data)
+    assert all(c.ok is not False for c in good), [(c.quantity, c.ours) for c in good if c.ok is False]
+    assert sum(c.ok is None for c in good) == 1   # trained models above the critical fraction: reported, not judged
+    data["default"] = [run({}, 1300, 1200, steps=np.arange(2501), rqi_at=1500)]
+    data["fraction"] = [run(r.coords, 500, 1000, steps=np.arange(0, 3001, 10), rqi_at=700, name=r.name)
+                        for r in fractions]   # learns the representation below the critical fraction
+    failed = {c.quantity for c in checks("quick", data) if not c.ok}
+    for q in ("default run: train accuracy >= 0.9 (step)", "default run: test accuracy >= 0.9 (step)",
+              "default run: RQI > 0.95 (step)", "RQI reaches 0.95 before test accuracy reaches 0.9",
+              "trained models far below the critical fraction (<= 0.2): share learning the representation "
+              "(final RQI > 0.95)"):
+        assert q in failed, q
+
+
+def test_quick_scale_reproduces_the_authors_default_run_and_the_four_phases(tmp_path):
+    r = cli("reproduce", "liu", "--out", tmp_path / "l", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "l" / "results.json").read_text())
+    by = {c["quantity"]: c for c in result["checks"]}
+    judged = [c for c in result["checks"] if c["ok"] is not None]
+    assert len(judged) == 11 and all(c["ok"] for c in judged), [(c["quantity"], c["ours"]) for c in judged if not c["ok"]]
+    assert abs(int(by["default run: test accuracy >= 0.9 (step)"]["ours"].replace(",", "")) - 1530) <= 3
+    assert (tmp_path / "l" / "figure.png").exists()
+
+
+@pytest.mark.slow
+def test_full_scale_matches_the_paper(tmp_path):
+    r = cli("reproduce", "liu", "--scale", "full", "--out", tmp_path / "l", "--quiet")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "l" / "results.json").read_text())
+    assert all(c["ok"] is not False for c in result["checks"]), result["checks"]
