@@ -133,10 +133,10 @@ class Reproduction:
 
 
 def registry() -> dict[str, Reproduction]:
-    from grokscope.reproduce import kumar, liu, nanda, omnigrok
+    from grokscope.reproduce import exploring, kumar, liu, nanda, omnigrok
 
     return {r.name: r for r in (*nanda.REPRODUCTIONS, *kumar.REPRODUCTIONS, *liu.REPRODUCTIONS,
-                                *omnigrok.REPRODUCTIONS)}
+                                *omnigrok.REPRODUCTIONS, *exploring.REPRODUCTIONS)}
 
 
 def get(name: str) -> Reproduction:

@@ -272,8 +272,8 @@ def test_every_reproduction_figure_passes_the_layout_checks():
     failures = []
     for name, repro in registry().items():
         for scale in ("quick", "full"):
-            data = {p.name: [fake({"model.alpha": s, "scale": s, "task.frac_train": 0.3 * s, "optim.lr": 1e-4 * s,
-                                   "optim.weight_decay": s}, 900 * s, 1100 * s) for s in (1.0, 2.0)]
+            data = {p.name: [fake({"model.alpha": s, "scale": s, "task.frac_train": 0.5 * s, "optim.lr": 1e-4 * s,
+                                   "optim.weight_decay": s - 1}, 900 * s, 1100 * s) for s in (1.0, 2.0)]
                     for p in repro.parts(scale)}
             fig, _ = draw_figure_json(json.loads(json.dumps(figure_to_json(repro.figure(scale, data)))))
             failures += [f"{name} {scale}: {p}" for p in layout_problems(fig)]

@@ -1,0 +1,147 @@
+"""Hu, Zhou, Yu 2024, "Exploring Grokking: Experimental and Mechanistic Investigations" (arXiv
+2412.10898): a transformer, an MLP and an LSTM on a + b mod 97 over training fractions, AdamW
+with and without weight decay, train and test curves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grokscope.reproduce import (
+    Check,
+    Data,
+    Figure,
+    Panel,
+    Part,
+    Reproduction,
+    Series,
+    first_step,
+    fmt_step,
+    thin,
+)
+
+SOURCE = "Exploring Grokking (arXiv 2412.10898), sec. 3 (shared/REFERENCES.md)"
+MODELS = (("transformer", "eg-transformer"), ("mlp", "eg-mlp"), ("lstm", "eg-lstm"))
+LABELS = {"transformer": "transformer (2 layers, width 128)", "mlp": "MLP (one-hot, 2 x 512)",
+          "lstm": "LSTM (hidden 20)"}
+# What 2 CPU cores allow (docs/reproductions.md): every model at 0.5 with and without weight decay,
+# the fraction sweep for the MLP and the LSTM; the transformer's other fractions are cut.
+FRACTIONS = {"quick": {"mlp": (0.5,)},
+             "full": {"transformer": (0.5,), "mlp": (0.3, 0.4, 0.5, 0.6), "lstm": (0.3, 0.4, 0.5, 0.6)}}
+STEPS = {"quick": 200, "full": 10000}
+
+
+WEIGHT_DECAYS = {"quick": "1", "full": "0,1"}
+
+
+def parts(scale: str) -> list[Part]:
+    return [Part(name, preset, grid=("task.frac_train=" + ",".join(f"{f:g}" for f in FRACTIONS[scale][name]),
+                                     f"optim.weight_decay={WEIGHT_DECAYS[scale]}"),
+                 overrides=(f"train.steps={STEPS[scale]}",), checkpoints=2)
+            for name, preset in MODELS if name in FRACTIONS[scale]]
+
+
+def _runs(data: Data, model: str) -> dict[tuple[float, float], object]:
+    return {(float(r.coords["task.frac_train"]), float(r.coords["optim.weight_decay"])): r
+            for r in data.get(model, [])}
+
+
+def _steps(run) -> tuple[int | None, int | None]:
+    """(first step with train accuracy >= 99%, with test accuracy >= 99%)."""
+    return first_step(run.metrics, "train_acc", at_least=0.99), first_step(run.metrics, "test_acc", at_least=0.99)
+
+
+def _describe(run) -> str:
+    train, test = _steps(run)
+    final = float(run.metrics["test_acc"][-1])
+    return f"train 99% at {fmt_step(train)}, test 99% at {fmt_step(test)} (final test {final:.2f})"
+
+
+def checks(scale: str, data: Data) -> list[Check]:
+    out = []
+    mlp = _runs(data, "mlp")
+    for wd in (0.0, 1.0):
+        run = mlp.get((0.5, wd))
+        if run is None:
+            continue
+        train, test = _steps(run)
+        late = float(run.metrics["test_acc"][-1])
+        out.append(Check(f"MLP, fraction 0.5, weight decay {wd:g}: memorizes without generalizing",
+                         "memorizes; does not grok", _describe(run),
+                         train is not None and test is None and late < 0.5, "train 99%, test never 99% and "
+                         f"below 0.5 at step {STEPS[scale]:,}", SOURCE,
+                         "one-hot operands concatenated into the MLP (`model.d_embed = 0`); with learned 128-d "
+                         "embeddings (grokscope's old `eg-mlp`) it groks"))
+    if scale == "quick":
+        return out
+    tr = _runs(data, "transformer")
+    grok = tr.get((0.5, 1.0))
+    if grok is not None:
+        train, test = _steps(grok)
+        out.append(Check("transformer, fraction 0.5, AdamW (weight decay 1): groks", "groks",
+                         _describe(grok), None not in (train, test) and test - train > 500,
+                         "test 99% more than 500 steps after train 99%", SOURCE))
+    for model, runs in (("transformer", tr), ("mlp", mlp), ("lstm", _runs(data, "lstm"))):
+        adam = [r for (f, wd), r in runs.items() if wd == 0.0]
+        if adam:
+            best = max(float(np.max(r.metrics["test_acc"])) for r in adam)
+            out.append(Check(f"{model}, no weight decay (Adam): generalizes at no fraction",
+                             "weight decay is needed", f"best test accuracy {best:.2f} over {len(adam)} runs",
+                             best < 0.9, "test accuracy never 0.9", SOURCE))
+    lstm = _runs(data, "lstm")
+    if lstm:
+        out.append(Check("LSTM with weight decay, by fraction", "behaves differently from the transformer",
+                         "; ".join(f"{f:g}: {_describe(r)}" for (f, wd), r in sorted(lstm.items()) if wd == 1.0),
+                         None, "not judged: the paper's text gives no number", SOURCE))
+    return out
+
+
+def figure(scale: str, data: Data) -> Figure:
+    panels = []
+    for i, (model, _) in enumerate(MODELS):
+        runs = _runs(data, model)
+        series = []
+        for wd, style, name in ((1.0, "-", "AdamW"), (0.0, "--", "Adam")):
+            run = runs.get((0.5, wd))
+            if run is None:
+                continue
+            for split in ("train", "test"):
+                series.append(Series(f"{split}, {name}", *thin(run.metrics["step"], run.metrics[f"{split}_acc"]),
+                                     split=split, style=style))
+        if series:
+            panels.append(Panel(f"({'abc'[len(panels)]}) {LABELS[model]}, fraction 0.5", tuple(series),
+                                ylabel="accuracy"))
+    sweep = []
+    for i, (model, _) in enumerate(MODELS):
+        runs = {f: r for (f, wd), r in _runs(data, model).items() if wd == 1.0}
+        if len(runs) > 1:
+            fr = sorted(runs)
+            sweep.append(Series(f"{model}, AdamW", tuple(fr), tuple(float(runs[f].metrics["test_acc"][-1]) for f in fr),
+                                style="o-", colour=i))
+    if sweep:
+        panels.append(Panel(f"({'abcd'[len(panels)]}) final test accuracy by fraction", tuple(sweep),
+                            xlabel="training fraction", ylabel="test accuracy"))
+    return Figure(tuple(panels), columns=2,
+                  caption=f"a + b mod 97, full batch, AdamW lr 1e-3, betas (0.9, 0.98), 10-step warm-up, weight decay "
+                          f"1 (AdamW) or 0 (Adam), {STEPS[scale]:,} steps; cross-entropy.")
+
+
+EXPLORING = Reproduction(
+    name="exploring-grokking",
+    title="Exploring Grokking: transformer, MLP and LSTM, with and without weight decay",
+    paper="Hu, Zhou, Yu 2024, Exploring Grokking: Experimental and Mechanistic Investigations (arXiv 2412.10898)",
+    summary="On a + b mod 97 a two-layer transformer groks with AdamW, most clearly near 50% training data; the MLP "
+            "and the LSTM behave differently; without weight decay no model generalizes.",
+    parts=parts, checks=checks, figure=figure,
+    settings=(
+        ("task", "a + b mod 97, inputs `a b =`; training fractions 0.3-0.6", "sec. 3"),
+        ("transformer", "2 layers, d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm", "sec. 3"),
+        ("MLP", "the two operands one-hot (2 x 97) concatenated, 2 hidden layers of 512, ReLU, PyTorch's init",
+         "sec. 3"),
+        ("LSTM", "embedding 20, one LSTM layer of hidden size 20, readout at `=`", "sec. 3"),
+        ("optimizer", "AdamW lr 1e-3, weight decay 1 against 0 (Adam), betas (0.9, 0.98), 10-step warm-up, full "
+                      "batch (the text fixes neither lr nor betas: Nanda et al.'s recipe)", "sec. 3"),
+        ("steps", "10,000 (quick: 200, weight decay 1 only)", "ours: what 2 cores allow"),
+    ),
+)
+
+REPRODUCTIONS = (EXPLORING,)
