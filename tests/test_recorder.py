@@ -41,6 +41,7 @@ def record(out, steps=40, log=True, hooks=HOOKS, **kw):
     return rec, model
 
 
+@pytest.mark.slow   # in CI's second pass (scripts/test.sh)
 def test_example_script_records_a_run_that_every_fitting_probe_analyzes(tmp_path):
     """The documented example, as a user runs it (a fresh process), then `grokscope analyze`."""
     out = tmp_path / "own"

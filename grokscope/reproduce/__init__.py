@@ -215,7 +215,8 @@ def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress
         tables = {}
         if part.probes and run.steps and all(p.coords.get(k) == v for k, v in part.probe_only):
             where = out / "analyses" / p.name
-            analyze(run, part.probes, out=where, count=part.count, jobs=jobs, device=device,
+            few = 0 < part.count <= 4   # a handful of checkpoints does not pay for starting worker processes
+            analyze(run, part.probes, out=where, count=part.count, jobs=1 if few else jobs, device=device,
                     params=part.params or None, progress=progress, report=False)
             for probe, entry in read_manifest(where).get("probes", {}).items():
                 if entry.get("status") == "ok" and table_path(where, probe).exists():

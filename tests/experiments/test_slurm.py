@@ -51,6 +51,7 @@ def wait_for(condition, timeout=180.0):
     return False
 
 
+@pytest.mark.slow   # in CI's second pass (scripts/test.sh)
 def test_slurm_array_gives_the_local_executors_runs(tmp_path):
     steps = ["--set", "train.steps=300"]
     r = sweep(tmp_path / "local", *steps)

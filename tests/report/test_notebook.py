@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from helpers import ROOT
 
 PAGE = ROOT / "docs" / "notebook.md"
@@ -30,6 +31,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # in CI's second pass (scripts/test.sh)
 def test_notebook_page_runs_and_displays(tmp_path):
     cells = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
     assert len(cells) == 4
