@@ -85,8 +85,8 @@ def draw_figure_json(figure: dict[str, Any]):
                 for xv, yv in zip(x, y):
                     data["panel"].append(panel["title"]), data["series"].append(s["label"])
                     data["x"].append(float(xv)), data["y"].append(float(yv))
-            for label, xv in panel.get("vlines", ()):
-                ax.axvline(xv, color="#555555", linestyle=":", linewidth=0.8, label=label)
+            for i, (label, xv) in enumerate(panel.get("vlines", ())):   # one line style each: the legend tells them apart
+                ax.axvline(xv, color="#555555", linestyle=(":", "--", "-.")[i % 3], linewidth=0.8, label=label)
             ax.set_title(panel["title"], loc="left")
             ax.set_xlabel(panel["xlabel"])
             ax.set_ylabel(panel["ylabel"])
