@@ -226,7 +226,7 @@ def checks(scale: str, data: Data) -> list[Check]:
     above = fr >= 0.5
     if above.any():
         out.append(Check("trained models above it (0.5 and more): share learning the representation, by fraction",
-                         "the theory says the data determine it (P >= 0.97); whether training finds it is not the "
+                         "the theory says the data determine it (P >= 0.91); whether training finds it is not the "
                          "theory's claim", ", ".join(f"{f:g}: {v:.0%}" for f, v in zip(fr[above], learned[above])),
                          None, "not judged", SOURCE_CRITICAL,
                          f"at the default run's optimizer (decoder lr 1e-4, no weight decay) the decoder memorizes a "
