@@ -120,7 +120,7 @@ def figure(scale: str, data: Data) -> Figure:
     if sweep:
         panels.append(Panel(f"({'abcd'[len(panels)]}) final test accuracy by fraction", tuple(sweep),
                             xlabel="training fraction", ylabel="test accuracy"))
-    return Figure(tuple(panels), columns=2,
+    return Figure(tuple(panels), columns=min(2, len(panels)),
                   caption=f"a + b mod 97, full batch, AdamW lr 1e-3, betas (0.9, 0.98), 10-step warm-up, weight decay "
                           f"1 (AdamW) or 0 (Adam), {STEPS[scale]:,} steps; cross-entropy.")
 
