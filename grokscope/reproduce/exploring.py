@@ -36,7 +36,8 @@ WEIGHT_DECAYS = {"quick": "1", "full": "0,1"}
 def parts(scale: str) -> list[Part]:
     return [Part(name, preset, grid=("task.frac_train=" + ",".join(f"{f:g}" for f in FRACTIONS[scale][name]),
                                      f"optim.weight_decay={WEIGHT_DECAYS[scale]}"),
-                 overrides=(f"train.steps={STEPS[scale]}",), checkpoints=2)
+                 overrides=(f"train.steps={STEPS[scale]}", *(("train.log_every=5",) if scale == "quick" else ())),
+                 checkpoints=2)
             for name, preset in MODELS if name in FRACTIONS[scale]]
 
 
