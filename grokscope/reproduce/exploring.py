@@ -61,6 +61,10 @@ def _steps(run) -> tuple[int | None, int | None]:
     return first_step(run.metrics, "train_acc", at_least=0.99), first_step(run.metrics, "test_acc", at_least=0.99)
 
 
+def _at(step: int | None) -> str:
+    return "never" if step is None else f"at {fmt_step(step)}"
+
+
 def _describe(run) -> str:
     train, test = _steps(run)
     final = float(run.metrics["test_acc"][-1])
@@ -116,7 +120,7 @@ def checks(scale: str, data: Data) -> list[Check]:
         def fit(r) -> str:
             t90, tr99 = first_step(r.metrics, "test_acc", at_least=0.9), _steps(r)[0]
             return (f"train {float(np.max(r.metrics['train_acc'])):.2f}, test {float(np.max(r.metrics['test_acc'])):.2f}"
-                    f" (test 90% at {fmt_step(t90)}, train 99% at {fmt_step(tr99)})")
+                    f" (test 90% {_at(t90)}, train 99% {_at(tr99)})")
         out.append(Check("LSTM (hidden 20) with weight decay 1: best train and test accuracy by fraction", "not stated",
                          "; ".join(f"{f:g}: {fit(r)}" for (f, wd), r in sorted(lstm.items()) if wd == 1.0),
                          None, "not judged: the paper's text gives no number", SOURCE))
