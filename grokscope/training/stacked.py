@@ -140,9 +140,53 @@ class StackedStepper:
 
     @torch.no_grad()
     def apply_update(self, grads: dict[str, Tensor], factor: float) -> None:
-        """One AdamW (decoupled decay) or Adam (L2 added to the gradient) step for every model,
-        written as torch.optim's single-tensor implementation does it."""
+        """One AdamW (decoupled decay) or Adam (L2 added to the gradient) step for every model."""
         self.opt_steps += 1
+        if self._fused_calls():
+            self._fused_update(grads, factor)
+        else:
+            self._stacked_update(grads, factor)
+
+    def _fused_calls(self) -> list[tuple] | None:
+        """torch's fused Adam(W) kernel, one call per (model, parameter group): one pass over each
+        model's parameters and state while they sit in cache, against the stacked update's eight
+        passes over every model's. Per call: the model, lr, weight decay, parameter names, and
+        views of its parameters, exp_avg and exp_avg_sq. None where torch has no fused kernel for
+        this device and dtype."""
+        if not hasattr(self, "_calls"):
+            self._calls = None
+            kernel = getattr(torch, "_fused_adamw_" if self.kind == "adamw" else "_fused_adam_", None)
+            dtype = next(iter(self.params.values())).dtype
+            supported = self.device == "cpu" or torch.device(self.device).type == "cuda"
+            if kernel is not None and supported and dtype in (torch.float32, torch.float64):
+                self._kernel = kernel
+                self._step_t = torch.zeros((), dtype=torch.float32, device=self.device)
+                # per-model views of the stacked tensors, made once (they stay valid: every
+                # update is in place)
+                views = {n: (t.unbind(), self.exp_avg[n].unbind(), self.exp_avg_sq[n].unbind())
+                         for n, t in self.params.items()}
+                self._calls = []
+                for k in range(len(self.runs)):
+                    groups: dict[tuple[float, float], list[str]] = {}
+                    for n in self.names:
+                        groups.setdefault((float(self.lr[n][k]), float(self.wd[n][k])), []).append(n)
+                    for (lr, wd), names in groups.items():
+                        self._calls.append((k, lr, wd, names, *([views[n][i][k] for n in names] for i in range(3))))
+        return self._calls
+
+    def _fused_update(self, grads: dict[str, Tensor], factor: float) -> None:
+        self._step_t.fill_(self.opt_steps)
+        # the kernel walks parameters and gradients in one memory order: vmap leaves some
+        # gradients (attention's W_Q, W_K, W_V) transposed
+        per_model = {n: g.contiguous().unbind() for n, g in grads.items()}
+        for k, lr, wd, names, params, exp_avgs, exp_avg_sqs in self._calls:
+            self._kernel(params, [per_model[n][k] for n in names], exp_avgs, exp_avg_sqs, [],
+                         [self._step_t] * len(names), lr=lr * factor, beta1=self.beta1, beta2=self.beta2,
+                         weight_decay=wd, eps=1e-8, amsgrad=False, maximize=False)
+
+    def _stacked_update(self, grads: dict[str, Tensor], factor: float) -> None:
+        """The same step written over the stacked tensors, as torch.optim's single-tensor
+        implementation does it (where no fused kernel applies)."""
         b1, b2, eps = self.beta1, self.beta2, 1e-8
         bc1 = 1 - b1 ** self.opt_steps
         bc2_sqrt = math.sqrt(1 - b2 ** self.opt_steps)

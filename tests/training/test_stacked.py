@@ -8,7 +8,7 @@ from helpers import interrupt_stacked_at, tiny_config, toy
 from grokscope.config import load_preset, with_overrides
 from grokscope.store import load_run, read_json
 from grokscope.training import TrainingInterrupted, train
-from grokscope.training.stacked import choose_vectorized, compatible_key, train_many
+from grokscope.training.stacked import StackedStepper, choose_vectorized, compatible_key, train_many
 
 
 @pytest.fixture
@@ -23,7 +23,12 @@ def _metrics(path):
     return np.array([list(r) for r in load_run(path).metrics.values()]).T
 
 
-def test_vectorized_equals_separate_training(tmp_path, float64):
+@pytest.mark.parametrize("update", ["fused", "stacked"])
+def test_vectorized_equals_separate_training(tmp_path, float64, monkeypatch, update):
+    """Both optimizer paths: torch's fused kernel per model, and the update over stacked tensors
+    (used where no fused kernel applies)."""
+    if update == "stacked":
+        monkeypatch.setattr(StackedStepper, "_fused_calls", lambda self: None)
     configs = [toy(**{"optim.lr": lr, "optim.weight_decay": wd, "train.seed": s,
                                             "task.split_seed": s})
                for lr, wd, s in [(1e-4, 0.0, 1), (1e-3, 1.0, 2), (3e-3, 5.0, 3)]]
