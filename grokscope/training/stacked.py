@@ -128,6 +128,7 @@ class StackedStepper:
             loss, acc = loss_and_accuracy(out, y, loss_kind, dtype, targets)
             return loss, acc
 
+        self.loss_one = loss_fn
         self.loss_fn = vmap(loss_fn)  # (M,) losses and accuracies
         stack = lambda xs: torch.stack([x.to(self.device) for x in xs])
         self.train_x = stack([t.train_inputs for t in self.tasks])
