@@ -6,6 +6,29 @@ from __future__ import annotations
 from grokscope.errors import UsageError
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process instead of returning it to the system.
+
+    By default glibc gives large freed blocks back (blocks over 128 KB are mapped and unmapped one
+    by one, and free space over 128 KB at the heap's top is trimmed), so a CPU training loop that
+    frees and allocates the same activations and gradients every step faults every 4 KB page in
+    again every step: 600-900 page faults and about 1.3 ms of system time in a 27 ms stacked step
+    of the toy phase diagram (docs/benchmarks.md). Raising the mmap and trim thresholds keeps
+    those pages mapped; the process holds on to its peak memory until it exits. Returns whether
+    the thresholds were set (False where the C library has no `mallopt`: macOS, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (AttributeError, OSError, TypeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    # glibc caps the mmap threshold (32 MiB on older versions): try 1 GiB, then the cap
+    mmap_ok = mallopt(M_MMAP_THRESHOLD, 1 << 30) or mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    return bool(mmap_ok and mallopt(M_TRIM_THRESHOLD, 1 << 31))
+
+
 def resolve_device(name: str | None) -> str:
     import torch
 
@@ -25,4 +48,4 @@ def resolve_device(name: str | None) -> str:
     raise UsageError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
 
 
-__all__ = ["resolve_device"]
+__all__ = ["keep_freed_memory", "resolve_device"]

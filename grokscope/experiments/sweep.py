@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import multiprocessing
 import os
 import sys
@@ -148,9 +149,11 @@ def expand(presets: list[str], axes: list[Axis], seeds: str | None = None,
 def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) -> list[dict]:
     """Cut the pending runs into units. A run that was interrupted goes on with the trainer that
     started it, in the same stacked group (so it ends bit-identical to an uninterrupted sweep).
-    Fresh runs are stacked (when `vectorize` allows and it pays) in up to `jobs` groups of at
-    least two, so every worker gets one; the rest train alone."""
-    from grokscope.training.stacked import choose_vectorized, compatible_key
+    Fresh runs are stacked (when `vectorize` allows and it pays) in `jobs` groups of at least
+    two, so every worker gets one, or in a multiple of `jobs` groups where `jobs` groups would
+    outgrow the cache (`stacked.max_group_size`); the rest train alone. Results do not depend on
+    the grouping: a model's arithmetic is the same in a group of any size."""
+    from grokscope.training.stacked import choose_vectorized, compatible_key, max_group_size
 
     for p in points:
         _check_same_config(run_dir / p.name, p.config)
@@ -179,6 +182,9 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
                                        or vectorize == "auto" and choose_vectorized([m.config for m in members]))
         if stacked:
             parts = max(1, min(jobs, len(members) // 2))
+            size = max_group_size(members[0].config)
+            if len(members) > parts * size:  # groups past the cache: more of them, a multiple of jobs
+                parts = math.ceil(len(members) / size / jobs) * jobs
             units += [unit([members[i] for i in chunk], True)
                       for chunk in np.array_split(np.arange(len(members)), parts)]
         else:

@@ -19,24 +19,35 @@ from torch import Tensor
 LOSSES = ("cross_entropy", "mse", "sse", "target_mse")
 
 
-def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
-                      targets: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Mean loss in `dtype` (float64 avoids the float32 log-softmax floor near 1e-7) and accuracy
-    (NaN for regression, where labels are real numbers)."""
+def loss_value(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
+               targets: Tensor | None = None) -> Tensor:
+    """Mean loss in `dtype` (float64 avoids the float32 log-softmax floor near 1e-7)."""
     out_ = out.to(dtype)
-    if labels.is_floating_point():  # regression: mean squared error, no accuracy
-        value = F.mse_loss(out_.reshape(labels.shape), labels.to(dtype))
-        return value, torch.full((), float("nan"))
+    if labels.is_floating_point():  # regression: mean squared error
+        return F.mse_loss(out_.reshape(labels.shape), labels.to(dtype))
+    if loss == "target_mse":
+        return F.mse_loss(out_, targets.to(dtype)[labels])
+    if loss == "cross_entropy":
+        return F.cross_entropy(out_, labels)
+    value = F.mse_loss(out_, F.one_hot(labels, out.shape[-1]).to(dtype))
+    return value * out.shape[-1] if loss == "sse" else value
+
+
+def accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
+             targets: Tensor | None = None) -> Tensor:
+    """Share of correct predictions (NaN for regression, where labels are real numbers): the
+    largest output, or for `target_mse` the nearest target."""
+    if labels.is_floating_point():
+        return torch.full((), float("nan"))
     if loss == "target_mse":
         targets = targets.to(dtype)
-        value = F.mse_loss(out_, targets[labels])
         # nearest target: argmin_c |o - t_c|^2 = argmin_c (|t_c|^2 - 2 o.t_c)
-        distances = targets.pow(2).sum(-1) - 2 * out_ @ targets.T
-        return value, (distances.argmin(-1) == labels).double().mean()
-    if loss == "cross_entropy":
-        value = F.cross_entropy(out_, labels)
-    else:
-        value = F.mse_loss(out_, F.one_hot(labels, out.shape[-1]).to(dtype))
-        if loss == "sse":
-            value = value * out.shape[-1]
-    return value, (out.argmax(-1) == labels).double().mean()
+        distances = targets.pow(2).sum(-1) - 2 * out.to(dtype) @ targets.T
+        return (distances.argmin(-1) == labels).double().mean()
+    return (out.argmax(-1) == labels).double().mean()
+
+
+def loss_and_accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
+                      targets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """`loss_value` and `accuracy` of the same outputs."""
+    return loss_value(out, labels, loss, dtype, targets), accuracy(out, labels, loss, dtype, targets)

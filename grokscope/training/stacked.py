@@ -26,7 +26,8 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from grokscope.config import RunConfig
-from grokscope.measures.losses import loss_and_accuracy
+from grokscope.devices import keep_freed_memory
+from grokscope.measures.losses import accuracy, loss_value
 from grokscope.models import build_model
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
@@ -61,6 +62,23 @@ def flops_per_step(config: RunConfig, n_params: int, n_train: int) -> float:
 # Measured on one CPU core (bench/vectorized.py): stacking 16 models is 1.7-9.7x faster per model
 # step below ~5e7 FLOP (overhead-bound) and 0.8x (slower) at ~5e9 (arithmetic-bound).
 AUTO_MAX_FLOPS = 1e8
+
+
+# Past a few tens of MB a group's stacked parameters, gradients and Adam moments no longer stay
+# in the cache from one pass of a step to the next, and every pass goes out to memory. Measured on
+# the toy phase diagram (bench/stacked_groups.py: two processes, as a sweep runs them), per 88
+# model-steps: one group of 88 (66 MB) 28-38 ms, two of 44 (33 MB) 25.6 ms, four of 22 26.1 ms.
+GROUP_BYTES = 48 * 2**20
+
+
+def max_group_size(config: RunConfig) -> int:
+    """How many runs of this config one stacked group holds before its working set (parameters,
+    gradients, exp_avg, exp_avg_sq) passes GROUP_BYTES; at least 2."""
+    task = build_task(config)
+    torch.manual_seed(0)
+    model = build_model(config, task)
+    per_model = 4 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return max(2, GROUP_BYTES // per_model)
 
 
 class StackedStepper:
@@ -125,11 +143,12 @@ class StackedStepper:
 
         def loss_fn(params, buffers, x, y, targets):
             out = functional_call(self.model, (params, buffers), (x,))
-            loss, acc = loss_and_accuracy(out, y, loss_kind, dtype, targets)
-            return loss, acc
+            return loss_value(out, y, loss_kind, dtype, targets), out
 
         self.loss_one = loss_fn
-        self.loss_fn = vmap(loss_fn)  # (M,) losses and accuracies
+        self.loss_fn = vmap(loss_fn)  # (M,) losses and the (M, batch, ...) outputs
+        # accuracy is computed only for the steps that log it (argmin over targets, argmax)
+        self.accuracy = vmap(lambda out, y, targets: accuracy(out, y, loss_kind, dtype, targets))
         stack = lambda xs: torch.stack([x.to(self.device) for x in xs])
         self.train_x = stack([t.train_inputs for t in self.tasks])
         self.train_y = stack([t.train_labels for t in self.tasks])
@@ -148,11 +167,13 @@ class StackedStepper:
             self._stacked_update(grads, factor)
 
     def _fused_calls(self) -> list[tuple] | None:
-        """torch's fused Adam(W) kernel, one call per (model, parameter group): one pass over each
-        model's parameters and state while they sit in cache, against the stacked update's eight
-        passes over every model's. Per call: the model, lr, weight decay, parameter names, and
-        views of its parameters, exp_avg and exp_avg_sq. None where torch has no fused kernel for
-        this device and dtype."""
+        """torch's fused Adam(W) kernel, one call per distinct (lr, weight decay) over the
+        parameters of every model that has it (a phase diagram's cells differ in the decoder's lr
+        and decay, so that is one call per model, plus one for all the embeddings): one pass over
+        each model's parameters and state while they sit in cache, against the stacked update's
+        eight passes over every model's. Per call: lr, weight decay, the (model, parameter name)
+        pairs, and views of their parameters, exp_avg and exp_avg_sq. None where torch has no
+        fused kernel for this device and dtype."""
         if not hasattr(self, "_calls"):
             self._calls = None
             kernel = getattr(torch, "_fused_adamw_" if self.kind == "adamw" else "_fused_adam_", None)
@@ -165,13 +186,12 @@ class StackedStepper:
                 # update is in place)
                 views = {n: (t.unbind(), self.exp_avg[n].unbind(), self.exp_avg_sq[n].unbind())
                          for n, t in self.params.items()}
-                self._calls = []
+                groups: dict[tuple[float, float], list[tuple[int, str]]] = {}
                 for k in range(len(self.runs)):
-                    groups: dict[tuple[float, float], list[str]] = {}
                     for n in self.names:
-                        groups.setdefault((float(self.lr[n][k]), float(self.wd[n][k])), []).append(n)
-                    for (lr, wd), names in groups.items():
-                        self._calls.append((k, lr, wd, names, *([views[n][i][k] for n in names] for i in range(3))))
+                        groups.setdefault((float(self.lr[n][k]), float(self.wd[n][k])), []).append((k, n))
+                self._calls = [(lr, wd, members, *([views[n][i][k] for k, n in members] for i in range(3)))
+                               for (lr, wd), members in groups.items()]
         return self._calls
 
     def _fused_update(self, grads: dict[str, Tensor], factor: float) -> None:
@@ -179,9 +199,9 @@ class StackedStepper:
         # the kernel walks parameters and gradients in one memory order: vmap leaves some
         # gradients (attention's W_Q, W_K, W_V) transposed
         per_model = {n: g.contiguous().unbind() for n, g in grads.items()}
-        for k, lr, wd, names, params, exp_avgs, exp_avg_sqs in self._calls:
-            self._kernel(params, [per_model[n][k] for n in names], exp_avgs, exp_avg_sqs, [],
-                         [self._step_t] * len(names), lr=lr * factor, beta1=self.beta1, beta2=self.beta2,
+        for lr, wd, members, params, exp_avgs, exp_avg_sqs in self._calls:
+            self._kernel(params, [per_model[n][k] for k, n in members], exp_avgs, exp_avg_sqs, [],
+                         [self._step_t] * len(members), lr=lr * factor, beta1=self.beta1, beta2=self.beta2,
                          weight_decay=wd, eps=1e-8, amsgrad=False, maximize=False)
 
     def _stacked_update(self, grads: dict[str, Tensor], factor: float) -> None:
@@ -230,9 +250,9 @@ class StackedStepper:
         # strided layouts (docs/benchmarks.md)
         params = {n: p.detach().requires_grad_() for n, p in self.params.items()}
         with torch.enable_grad():
-            loss, self.acc = self.loss_fn(params, self.buffers, self.train_x, self.train_y, self.targets)
+            loss, out = self.loss_fn(params, self.buffers, self.train_x, self.train_y, self.targets)
             grads = torch.autograd.grad(loss.sum(), list(params.values()), materialize_grads=True)
-        self.grads, self.loss = dict(zip(params, grads)), loss.detach()
+        self.grads, self.loss, self.out = dict(zip(params, grads)), loss.detach(), out.detach()
 
     def _factor(self, lr: float) -> float:
         base = base_lr(self.config)
@@ -242,9 +262,11 @@ class StackedStepper:
         steps = self.config.train.steps
         factor = self._factor(lr)
         with torch.no_grad():
-            test_loss, test_acc = self.loss_fn(self.params, self.buffers, self.test_x, self.test_y,
+            train_acc = self.accuracy(self.out, self.train_y, self.targets)
+            test_loss, test_out = self.loss_fn(self.params, self.buffers, self.test_x, self.test_y,
                                                self.targets)
-        cols = zip(self.loss.tolist(), self.acc.tolist(), test_loss.tolist(), test_acc.tolist(),
+            test_acc = self.accuracy(test_out, self.test_y, self.targets)
+        cols = zip(self.loss.tolist(), train_acc.tolist(), test_loss.tolist(), test_acc.tolist(),
                    self.weight_norms(), (base_lr(c) * factor if self.step < steps else 0.0
                                          for c in self.configs))
         for st, col in zip(self.runs, cols):
@@ -299,6 +321,8 @@ def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *
         if len(keys) != 1 or None in keys:
             raise ValueError("train_many needs runs that differ only in seeds, learning rates and "
                              "weight decays, trained full batch without Grokfast or a fixed norm")
+        if device == "cpu":
+            keep_freed_memory()  # no page faults re-mapping the step's activations (devices.py)
         stepper = StackedStepper([c for c, _ in pending], [o for _, o in pending], device)
         run_loop(stepper, progress=progress, label=f"step ({len(pending)} runs)", adaptive_flush=True,
                  status_file=status_file)
@@ -320,4 +344,5 @@ def choose_vectorized(configs: list[RunConfig], task_sizes: tuple[int, int] | No
     return flops_per_step(config, n_params, len(task.train_indices)) <= AUTO_MAX_FLOPS
 
 
-__all__ = ["AUTO_MAX_FLOPS", "StackedStepper", "choose_vectorized", "compatible_key", "train_many"]
+__all__ = ["AUTO_MAX_FLOPS", "GROUP_BYTES", "StackedStepper", "choose_vectorized", "compatible_key",
+           "max_group_size", "train_many"]

@@ -209,3 +209,17 @@ def test_stacked_group_killed_in_its_first_flushes_resumes_bit_identically(tmp_p
                                          if p.is_file() and p.name != "run.json")
         for f in files:
             assert (run / f).read_bytes() == (part / "runs" / run.name / f).read_bytes(), (run.name, f)
+
+
+def test_plan_cuts_a_large_stacked_grid_into_groups_that_fit_the_cache(tmp_path):
+    """The 1e5-step toy phase diagram: 176 runs of 746 KB (parameters, gradients, Adam moments)
+    make two groups of 88 (66 MB each) past GROUP_BYTES, so the plan makes four of 44 (two per
+    worker); a small grid stays at one group per worker."""
+    from grokscope.experiments.sweep import plan_units
+
+    grid = [parse_grid("optim.lr=1e-5:1e-2:16:log"), parse_grid("optim.weight_decay=0:10:11")]
+    points = expand(["liu-toy"], grid, None, ["train.steps=100000"])
+    units = plan_units(points, tmp_path, jobs=2, vectorize="auto")
+    assert [len(u["runs"]) for u in units] == [44, 44, 44, 44] and all(u["vectorized"] for u in units)
+    assert [len(u["runs"]) for u in plan_units(points[:20], tmp_path, jobs=2, vectorize="auto")] == [10, 10]
+    assert [len(u["runs"]) for u in plan_units(points, tmp_path, jobs=1, vectorize="auto")] == [59, 59, 58]

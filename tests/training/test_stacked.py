@@ -127,3 +127,28 @@ def test_a_group_killed_while_flushing_its_runs_resumes_bit_identically(tmp_path
         ref, got = tmp_path / f"ref{i}", tmp_path / f"b{i}"
         assert {p.relative_to(ref): p.read_bytes() for p in ref.rglob("*") if p.is_file() and p.name != "run.json"} == \
             {p.relative_to(got): p.read_bytes() for p in got.rglob("*") if p.is_file() and p.name != "run.json"}
+
+
+def test_results_do_not_depend_on_the_grouping(tmp_path, monkeypatch):
+    """A sweep cuts its runs into groups by size (stacked.max_group_size): four runs trained as one
+    group and as two groups of two end bit for bit the same (float32, the trainer's default)."""
+    configs = [toy(40, **{"optim.lr": lr, "optim.weight_decay": wd, "name": f"r{i}"})
+               for i, (lr, wd) in enumerate([(1e-4, 0.0), (1e-3, 1.0), (3e-3, 5.0), (1e-2, 2.0)])]
+    train_many(configs, [tmp_path / "one" / c.name for c in configs])
+    for part in (configs[:2], configs[2:]):
+        train_many(part, [tmp_path / "two" / c.name for c in part])
+    for c in configs:
+        one, two = tmp_path / "one" / c.name, tmp_path / "two" / c.name
+        assert (one / "metrics.csv").read_bytes() == (two / "metrics.csv").read_bytes()
+        for f in (one / "checkpoints").iterdir():
+            assert f.read_bytes() == (two / "checkpoints" / f.name).read_bytes()
+
+
+def test_max_group_size_keeps_a_group_in_the_cache():
+    from grokscope.training.stacked import GROUP_BYTES, max_group_size
+
+    toy_config = load_preset("liu-toy")  # 46,640 float32 parameters: 746 KB with gradients and moments
+    assert max_group_size(toy_config) == GROUP_BYTES // (4 * 4 * 46_640)
+    assert max_group_size(load_preset("nanda")) == GROUP_BYTES // (4 * 4 * 226_688)  # 13
+    big = with_overrides(toy_config, ["model.hidden=(2000, 2000)"])  # 4M parameters: 65 MB a model
+    assert max_group_size(big) == 2  # never below two
