@@ -21,6 +21,7 @@ import itertools
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -206,8 +207,29 @@ def _check_same_config(path: Path, config: RunConfig) -> None:
                      "use another --out for this sweep or delete that run")
 
 
+# In a local worker process (`_run_local`): an event set once the sweep is stopping, after which
+# the worker starts no further unit (a unit queued before Ctrl-C would otherwise train to its end).
+_STOP = None
+
+
+def _init_worker(stop) -> None:
+    global _STOP
+    _STOP = stop
+
+
 def run_unit(unit: dict, threads: int = 1) -> list[str]:
     """Train one unit (in a worker process or a Ray task); returns its run directories."""
+    if _STOP is not None and _STOP.is_set():
+        return []  # the sweep is stopping: this unit is left for the rerun
+    try:
+        return _train_unit(unit, threads)
+    except TrainingInterrupted:
+        if _STOP is not None:
+            _STOP.set()  # a signal reached this worker: no worker takes a new unit
+        raise
+
+
+def _train_unit(unit: dict, threads: int) -> list[str]:
     import torch
 
     from grokscope.training import TrainingDiverged, ensure_trained
@@ -257,7 +279,9 @@ def _run_local(units: list[dict], jobs: int, bar: Progress, base: int) -> None:
         return
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(stop,))
     try:
         futures = {pool.submit(run_unit, unit): i for i, unit in enumerate(units)}
         finished: set[int] = set()
@@ -269,6 +293,14 @@ def _run_local(units: list[dict], jobs: int, bar: Progress, base: int) -> None:
                 finished.add(futures[future])
             bar.update(base + _progress(units, finished), force=bool(done))
     except BaseException:
+        stop.set()
+        # Ctrl-C in a terminal reaches the workers too; `kill -INT` on this process alone does
+        # not: pass it on, so each worker flushes its resume state and stops now
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            try:
+                os.kill(proc.pid, signal.SIGINT)
+            except (OSError, AttributeError):
+                pass
         pool.shutdown(wait=True, cancel_futures=True)  # workers flush their resume state first
         raise
     pool.shutdown()

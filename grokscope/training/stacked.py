@@ -1,6 +1,7 @@
 """Train many small models at once: parameters stacked along a leading model axis, one
 `torch.func.vmap` of `functional_call(model)` and one backward per step, and AdamW/Adam with
-per-model learning rates and weight decays (torch's fused kernel, one call per model).
+per-model learning rates and weight decays (torch's fused kernel, one call per distinct learning
+rate and weight decay).
 
 `train_many(configs, outs)` runs the one loop skeleton (`training.loop.run_loop`) with a
 `StackedStepper` and writes exactly what `train(config, out)` writes for each config (the

@@ -4,6 +4,7 @@ import types
 import pytest
 from helpers import cli, interrupt_stacked_at, run_cli
 
+from grokscope.config import load_preset
 from grokscope.errors import UsageError
 from grokscope.experiments.sweep import expand, parse_grid, sweep
 from grokscope.store import read_json
@@ -223,3 +224,52 @@ def test_plan_cuts_a_large_stacked_grid_into_groups_that_fit_the_cache(tmp_path)
     assert [len(u["runs"]) for u in units] == [44, 44, 44, 44] and all(u["vectorized"] for u in units)
     assert [len(u["runs"]) for u in plan_units(points[:20], tmp_path, jobs=2, vectorize="auto")] == [10, 10]
     assert [len(u["runs"]) for u in plan_units(points, tmp_path, jobs=1, vectorize="auto")] == [59, 59, 58]
+
+
+def test_a_stopping_sweep_starts_no_queued_unit(tmp_path, monkeypatch):
+    """A worker of a stopping sweep skips the units queued before the interrupt, and a worker
+    whose training was interrupted tells the others."""
+    import multiprocessing
+
+    from grokscope.experiments import sweep as sweep_module
+
+    unit = {"vectorized": False, "runs": [(load_preset("liu-toy").to_dict(), str(tmp_path / "r"))]}
+    stop = multiprocessing.get_context("spawn").Event()
+    monkeypatch.setattr(sweep_module, "_STOP", stop)
+    stop.set()
+    assert sweep_module.run_unit(unit) == [] and not (tmp_path / "r").exists()
+    stop.clear()
+
+    def interrupted(unit, threads):
+        raise TrainingInterrupted("interrupted at step 5")
+
+    monkeypatch.setattr(sweep_module, "_train_unit", interrupted)
+    with pytest.raises(TrainingInterrupted):
+        sweep_module.run_unit(unit)
+    assert stop.is_set()
+
+
+def test_sigint_to_the_sweep_process_alone_stops_its_workers(tmp_path):
+    """`kill -INT` on the sweep's process (not its process group, as Ctrl-C in a terminal does):
+    the workers get it too, flush and stop, and no queued run starts; the rerun finishes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "s"
+    args = [sys.executable, "-m", "grokscope.cli", "sweep", "--preset", "liu-toy", "--grid",
+            "optim.lr=1e-4,3e-4,1e-3,3e-3,1e-2,3e-2", "--set", "train.steps=400000", "--jobs", "2",
+            "--vectorize", "never", "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list((out / "runs").glob("*/metrics.csv"))) < 2 and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    t0 = time.time()
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert time.time() - t0 < 30, "the workers went on training"
+    assert proc.returncode != 0 and "sweep interrupted" in err and "Traceback" not in err, err
+    statuses = sorted(read_json(p)["status"] for p in (out / "runs").glob("*/run.json"))
+    assert statuses == ["interrupted", "interrupted"], statuses  # the four queued runs never started
