@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import io
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.numpy import save as np_save
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -53,9 +53,11 @@ FILE_MODE = _file_mode()
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, sync: bool = True) -> None:
     """Write `data` to a temp file beside `path`, fsync it, rename it over `path`. A full disk
-    (or a quota or file-size limit) raises DiskFullError and leaves the old file as it was."""
+    (or a quota or file-size limit) raises DiskFullError and leaves the old file as it was.
+    sync=False leaves the fsync to the caller (`fsync_file`): the rename still makes the file
+    whole or absent for any process that reads it, only a machine crash can lose it."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,13 +69,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise _full(e, path, len(data)) from None
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Make a file written with sync=False durable (a missing one is skipped)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _full(error: OSError, path: Path, size: int) -> OSError:
@@ -119,9 +134,20 @@ def read_json(path: str | os.PathLike, fix: str = "") -> Any:
 # ---------------------------------------------------------------- safetensors
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None, *, sync: bool = True) -> None:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, _canonical_header(st_save(tensors, metadata=metadata)))
+    atomic_write_bytes(path, _canonical_header(_serialize(tensors, metadata)), sync=sync)
+
+
+def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> bytes:
+    """safetensors bytes, through safetensors.numpy where numpy has every dtype: the same bytes
+    as safetensors.torch (tests/test_store.py) at a fifth of its overhead per file, which a
+    phase diagram's checkpoints pay hundreds of thousands of times (docs/benchmarks.md)."""
+    try:
+        arrays = {k: v.numpy() for k, v in tensors.items()}
+    except TypeError:  # bfloat16 and the other dtypes numpy lacks
+        return st_save(tensors, metadata=metadata)
+    return np_save(arrays, metadata=metadata)
 
 
 def _canonical_header(data: bytes) -> bytes:
@@ -183,11 +209,15 @@ def checkpoint_name(step: int) -> str:
 
 
 def format_metrics(rows: list[tuple]) -> str:
-    out = io.StringIO()
-    out.write(",".join(METRIC_COLUMNS) + "\n")
-    for row in rows:
-        out.write(",".join([str(row[0])] + [repr(float(v)) for v in row[1:]]) + "\n")
-    return out.getvalue()
+    return "".join([METRICS_HEADER, *map(format_metric_row, rows)])
+
+
+METRICS_HEADER = ",".join(METRIC_COLUMNS) + "\n"
+
+
+def format_metric_row(row: tuple) -> str:
+    """One metrics.csv line: the step, then every value as Python's shortest exact repr."""
+    return ",".join([str(row[0])] + [repr(float(v)) for v in row[1:]]) + "\n"
 
 
 def read_metrics_rows(path: Path) -> list[tuple]:
@@ -289,6 +319,11 @@ class RunWriter:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.rows: list[tuple] = []
+        # metrics.csv lines already formatted, and the row each was made from (write_metrics
+        # formats only rows it has not seen: a long run's flush no longer grows with its length)
+        self._lines: list[str] = []
+        self._line_rows: list[tuple] = []
+        self._unsynced: list[Path] = []  # checkpoints saved with sync=False
 
     # -- creating
     def check_new(self, config: RunConfig) -> None:
@@ -330,6 +365,7 @@ class RunWriter:
 
     def set_status(self, info: dict[str, Any], status: str, **fields: Any) -> None:
         info.update(status=status, **fields)
+        self.sync_checkpoints()
         self.write_info(info)
 
     # -- metrics
@@ -341,15 +377,42 @@ class RunWriter:
         self.rows.append(row)
 
     def write_metrics(self) -> None:
-        atomic_write_text(self.path / METRICS, format_metrics(self.rows))
+        rows, seen = self.rows, self._line_rows
+        kept, limit = 0, min(len(rows), len(seen))
+        while kept < limit and rows[kept] is seen[kept]:  # the prefix formatted before
+            kept += 1
+        self._lines[kept:] = map(format_metric_row, rows[kept:])
+        self._line_rows = list(rows)
+        atomic_write_text(self.path / METRICS, "".join([METRICS_HEADER, *self._lines]))
 
     def metrics(self) -> dict[str, np.ndarray]:
         return metrics_columns(self.rows)
 
     # -- checkpoints and the resume state
-    def save_checkpoint(self, step: int, state_dict: dict[str, torch.Tensor], **metadata: str) -> None:
-        save_tensors(self.path / CHECKPOINTS / checkpoint_name(step), state_dict,
-                     {"step": str(step), "format": "grokscope", **metadata})
+    def save_checkpoint(self, step: int, state_dict: dict[str, torch.Tensor], *, sync: bool = True,
+                        **metadata: str) -> None:
+        """sync=False (the trainers, which also write a resume state): the checkpoint is made
+        durable with the next resume state or status, not on its own; an fsync per file was a
+        fifth of a stacked group's checkpointing (docs/benchmarks.md). A machine crash can then
+        lose only checkpoints after the last resume state, which resuming writes again."""
+        path = self.path / CHECKPOINTS / checkpoint_name(step)
+        save_tensors(path, state_dict, {"step": str(step), "format": "grokscope", **metadata}, sync=sync)
+        if not sync:
+            self._unsynced.append(path)
+
+    def sync_checkpoints(self) -> None:
+        """fsync the checkpoints saved with sync=False. One that fails (a disk that reports a
+        full disk only on fsync) is removed with every later one: they all come after the last
+        resume state, so resuming writes them again, and none is left that may not be whole."""
+        unsynced, self._unsynced = self._unsynced, []
+        for i, path in enumerate(unsynced):
+            try:
+                fsync_file(path)
+            except OSError as e:
+                size = path.stat().st_size if path.exists() else 0
+                for p in unsynced[i:]:
+                    p.unlink(missing_ok=True)
+                raise _full(e, path, size) from None
 
     def has_resume_state(self) -> bool:
         return (self.path / RESUME_STATE).exists() or (self.path / RESUME_PREVIOUS).exists()
@@ -357,7 +420,9 @@ class RunWriter:
     def save_resume_state(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
         """Metrics first, then the resume state: a crash between the two only leaves extra rows,
         which resuming drops. The state it replaces is kept as the previous one, so a stacked
-        group killed while flushing its runs one by one can bring them all back to one step."""
+        group killed while flushing its runs one by one can bring them all back to one step.
+        Checkpoints saved with sync=False are made durable first."""
+        self.sync_checkpoints()
         self.write_metrics()
         state = self.path / RESUME_STATE
         if state.exists():

@@ -83,3 +83,70 @@ def test_a_creation_killed_before_run_json_is_started_again(tiny, tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="is not empty and is not a grokscope run"):
         train(tiny(train={"steps": 5}), tmp_path / "other", progress=False)
+
+
+def test_serialized_bytes_equal_safetensors_torch_for_every_dtype():
+    from safetensors.torch import save as torch_save
+
+    from grokscope.store import _canonical_header, _serialize
+
+    tensors = {"w": torch.randn(3, 4), "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 3),
+               "ids": torch.arange(5), "mask": torch.tensor([True, False]), "f64": torch.randn(2, dtype=torch.float64),
+               "rng": torch.randint(0, 255, (7,), dtype=torch.uint8), "half": torch.randn(4).half()}
+    meta = {"step": "3", "format": "grokscope"}
+    # safetensors writes metadata keys in arbitrary order; the files hold them sorted
+    same = lambda t: _canonical_header(_serialize(t, meta)) == _canonical_header(torch_save(t, metadata=meta))
+    assert same(tensors)
+    with_bf16 = {**tensors, "bf": torch.randn(3).bfloat16()}  # numpy has no bfloat16: torch's path
+    assert same(with_bf16)
+
+
+def test_metrics_rewrite_formats_only_new_rows_and_follows_any_change(tmp_path, monkeypatch):
+    from grokscope import store
+    from grokscope.store import RunWriter, format_metrics
+
+    writer = RunWriter(tmp_path)
+    nan = float("nan")
+    rows = [(s, 1 / (s + 1), 0.5, 2.0 + s, nan, 3.0, 1e-3) for s in range(0, 300, 10)]
+    formatted = []
+    real = store.format_metric_row
+    monkeypatch.setattr(store, "format_metric_row", lambda r: formatted.append(r) or real(r))
+    writer.rows = list(rows[:20])
+    writer.write_metrics()
+    writer.rows.extend(rows[20:])
+    writer.write_metrics()
+    assert len(formatted) == len(rows)  # each row formatted once
+    assert (tmp_path / "metrics.csv").read_text() == format_metrics(rows)
+    writer.load_rows(100)  # resuming: the rows before step 100, read back from the file
+    writer.append((100, 9.0, 1.0, 9.0, 1.0, 9.0, 0.0))
+    writer.write_metrics()
+    assert (tmp_path / "metrics.csv").read_text() == format_metrics(rows[:10] + [(100, 9.0, 1.0, 9.0, 1.0, 9.0, 0.0)])
+    writer.rows[3] = (30, 7.0, 7.0, 7.0, 7.0, 7.0, 7.0)  # a row replaced in place
+    writer.write_metrics()
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[4] == "30,7.0,7.0,7.0,7.0,7.0,7.0"
+
+
+def test_unsynced_checkpoints_are_fsynced_before_the_resume_state_and_the_status(tmp_path, monkeypatch):
+    import os
+
+    from grokscope.store import RunWriter
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real(fd))
+    writer = RunWriter(tmp_path)
+    state = {"w": torch.ones(3)}
+    writer.save_checkpoint(0, state, sync=False)
+    writer.save_checkpoint(10, state, sync=False)
+    assert synced == [] and load_tensors(tmp_path / "checkpoints" / "step_00000010.safetensors")[1]["step"] == "10"
+    writer.save_resume_state(state, {"step": "10"})
+    names = [os.path.basename(p) for p in synced]
+    assert names[:2] == ["step_00000000.safetensors", "step_00000010.safetensors"]
+    assert len(names) == 4  # then metrics.csv and the resume state, fsynced as they are written
+    synced.clear()
+    writer.save_checkpoint(20, state, sync=False)
+    writer.set_status({}, "complete")
+    assert os.path.basename(synced[0]) == "step_00000020.safetensors"
+    synced.clear()
+    writer.save_checkpoint(30, state)  # the default: fsynced as written
+    assert [os.path.basename(p).startswith(".step_00000030") for p in synced] == [True]

@@ -294,7 +294,7 @@ class PlainStepper:
         return progress_text(row)
 
     def checkpoint(self) -> None:
-        self.st.writer.save_checkpoint(self.step, self.st.model.state_dict())
+        self.st.writer.save_checkpoint(self.step, self.st.model.state_dict(), sync=False)
 
     def update(self, lr: float) -> None:
         st = self.st

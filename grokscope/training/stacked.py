@@ -231,11 +231,13 @@ class StackedStepper:
         total = sum(p.pow(2).flatten(1).sum(1) for p in self.params.values())
         return total.sqrt().tolist()
 
-    def state_dict(self, k: int) -> dict[str, Tensor]:
+    def state_dict(self, k: int, copy: bool = True) -> dict[str, Tensor]:
+        """Model k's state dict, in the model's own key order; copy=False: views into the stack."""
+        if not hasattr(self, "_keys"):
+            self._keys = list(self.model.state_dict())
         out = {n: self.params[n][k] for n in self.names}
         out.update({n: self.buffers[n][k] for n in self.buffer_names})
-        keys = self.model.state_dict().keys()
-        return {n: out[n].clone() for n in keys}
+        return {n: out[n].clone() if copy else out[n] for n in self._keys}
 
     def active(self) -> list[RunState]:
         return [st for st in self.runs if st.diverged_at is None]
@@ -278,7 +280,7 @@ class StackedStepper:
     def checkpoint(self) -> None:
         for k, st in enumerate(self.runs):
             if st.diverged_at is None:
-                st.writer.save_checkpoint(self.step, self.state_dict(k))
+                st.writer.save_checkpoint(self.step, self.state_dict(k, copy=False), sync=False)
 
     def update(self, lr: float) -> None:
         self.apply_update(self.grads, self._factor(lr))

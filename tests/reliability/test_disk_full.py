@@ -95,3 +95,31 @@ def test_the_disk_estimate_is_close_and_info_shows_it_before_the_run(tmp_path):
     assert r.returncode == 0 and "disk        about 369.7 MB when complete" in r.stdout
     r = cli("info", run.path)
     assert "disk        " in r.stdout and "when complete" in r.stdout
+
+
+def test_a_disk_full_reported_at_a_checkpoints_deferred_fsync_loses_nothing(tmp_path, monkeypatch, tally):
+    """Trainers fsync their checkpoints with the next resume state (RunWriter.sync_checkpoints);
+    a disk that reports itself full only then: the checkpoints not known to be whole are removed,
+    the run is interrupted, and resuming gives the uninterrupted run's files byte for byte."""
+    config = tiny_config(train={"steps": 120}, checkpoint={"every": 10, "resume_seconds": 0.0})
+    train(config, tmp_path / "ref", progress=False)
+    reference = files(tmp_path / "ref")
+    real, failed = os.fsync, []
+
+    def fsync(fd):
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        if name == "step_00000060.safetensors" and not failed:  # a renamed checkpoint, not a temp file
+            failed.append(name)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(store.os, "fsync", fsync)
+    out = tmp_path / "r"
+    with pytest.raises(DiskFullError, match="no space left writing .*step_00000060.safetensors"):
+        train(config, out, progress=False)
+    assert failed and not (out / "checkpoints" / "step_00000060.safetensors").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(store.os, "fsync", real)
+    train(config, out, resume=True, progress=False)
+    assert files(out) == reference
+    tally["runs resumed identically after a full disk"] += 1
