@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from helpers import interrupt_stacked_at, tiny_config, toy
+from helpers import interrupt_stacked_at, kumar_config, tiny_config, toy
 
 from grokscope.config import load_preset, with_overrides
-from grokscope.store import load_run, read_json
+from grokscope.store import format_metrics, load_run, read_json
 from grokscope.training import TrainingInterrupted, train
 from grokscope.training.stacked import StackedStepper, choose_vectorized, compatible_key, train_many
 
@@ -152,3 +152,64 @@ def test_max_group_size_keeps_a_group_in_the_cache():
     assert max_group_size(load_preset("nanda")) == GROUP_BYTES // (4 * 4 * 226_688)  # 13
     big = with_overrides(toy_config, ["model.hidden=(2000, 2000)"])  # 4M parameters: 65 MB a model
     assert max_group_size(big) == 2  # never below two
+
+
+STACKABLE = {  # one config per model StackedStepper stacks (stacked.MODELS)
+    "toy": lambda: toy(),
+    "mlp": lambda: tiny_config(model={"name": "mlp", "hidden": (16, 12), "d_embed": 4}),
+    "transformer": lambda: tiny_config(),
+    "committee": lambda: kumar_config(),
+}
+
+
+@pytest.mark.parametrize("model", sorted(STACKABLE))
+def test_the_traced_loss_is_vmap_bit_for_bit(tmp_path, model):
+    """StackedStepper replays the vmapped loss as a traced graph (trace): for every model it
+    stacks, the graph is made and used for the training and the test inputs, and losses,
+    outputs and gradients equal the vmap path's in every bit (an independent stepper that keeps
+    vmap, several steps in, so the weights are no longer the initial ones)."""
+    base = STACKABLE[model]()
+    configs = [with_overrides(base, [f"optim.lr={base.optim.lr * f}", f"name=r{i}"]) for i, f in enumerate((1, 0.5))]
+    traced = StackedStepper(configs, [tmp_path / "t" / c.name for c in configs], "cpu")
+    plain = StackedStepper(configs, [tmp_path / "v" / c.name for c in configs], "cpu")
+    plain.trace = lambda x, y: None  # vmap
+    for st in (traced, plain):
+        for _ in range(3):
+            st.forward()
+            st.update(st.config.optim.lr)
+        st.forward()
+        st.log(st.config.optim.lr)
+    assert len(traced.graphs) == 2 and None not in traced.graphs.values()  # train and test inputs
+    assert set(plain.graphs.values()) == {None}
+    for a, b in [(traced.loss, plain.loss), (traced.out, plain.out), *zip(traced.grads.values(), plain.grads.values())]:
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    for a, b in zip(traced.runs, plain.runs):  # the test-set rows (NaN accuracy for a regression)
+        assert format_metrics(a.writer.rows) == format_metrics(b.writer.rows)
+
+
+def test_a_loss_that_changes_between_calls_keeps_vmap(tmp_path):
+    """What the graph cannot replay (a value baked in at tracing, as a branch on data or a
+    random draw would be) shows as a difference in trace's one check, and vmap is kept."""
+    configs = [toy(**{"name": f"r{i}", "optim.lr": lr}) for i, lr in enumerate((1e-3, 2e-3))]
+    st = StackedStepper(configs, [tmp_path / c.name for c in configs], "cpu")
+    vmapped, calls = st.loss_fn, []
+
+    def changing(*args):
+        calls.append(1)
+        loss, out = vmapped(*args)
+        return loss * len(calls), out
+
+    st.loss_fn = changing
+    st.forward()
+    assert list(st.graphs.values()) == [None] and len(calls) == 3  # traced, checked, then used
+
+
+def test_bitwise_equal():
+    from grokscope.training.stacked import bitwise_equal
+
+    nan = torch.tensor([float("nan"), 1.0])
+    assert bitwise_equal(nan, nan.clone()) and not torch.equal(nan, nan.clone())
+    assert not bitwise_equal(torch.tensor([0.0]), torch.tensor([-0.0]))
+    assert not bitwise_equal(torch.ones(2), torch.ones(2, dtype=torch.float64))
+    assert not bitwise_equal(torch.ones(2), torch.ones(1, 2))
+    assert bitwise_equal(torch.arange(3), torch.arange(3)) and not bitwise_equal(torch.arange(3), torch.arange(1, 4))
