@@ -298,7 +298,7 @@ LIU = Reproduction(
             "learning rate and weight decay, training falls in four phases: comprehension, grokking, memorization "
             "and confusion.",
     parts=parts, checks=checks, figure=figure, notes=notes,
-    minutes={"quick": "70 s", "full": "about 1 h (the 1e5-step phase diagram alone: 47.5 min, measured)"},
+    minutes={"quick": "70 s", "full": "about 1 h (the 1e5-step phase diagram alone: 44.2 min, measured)"},
     settings=(
         ("task", "toy addition: unordered pairs a <= b of 0..9 (55), label a + b (19 classes); 45 train / 10 test",
          "sec. 3.1, `toy/train_add.py`"),
