@@ -117,6 +117,7 @@ def test_a_disk_full_reported_at_a_checkpoints_deferred_fsync_loses_nothing(tmp_
     out = tmp_path / "r"
     with pytest.raises(DiskFullError, match="no space left writing .*step_00000060.safetensors"):
         train(config, out, progress=False)
+    tally["disk-full faults injected"] += 1
     assert failed and not (out / "checkpoints" / "step_00000060.safetensors").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(store.os, "fsync", real)
