@@ -272,7 +272,7 @@ class StackedStepper:
     def trace(self, x: Tensor, y: Tensor) -> torch.fx.GraphModule | None:
         """`loss_fn` on these inputs as a graph of the batched operations vmap dispatches
         (`make_fx`), or None to keep vmap. Replaying the graph skips vmap's and functional_call's
-        per-operation work (about 1 ms of a 13 ms step of 44 toy models, docs/benchmarks.md) and
+        per-operation work (a step of 44 toy models 1.04-1.055x faster, docs/benchmarks.md) and
         runs the same kernels on the same tensors; autograd records the same operations, so
         losses, outputs and gradients are those of vmap bit for bit. That is checked here, once:
         a graph that differs in any bit (a model that draws random numbers or branches on values)
