@@ -29,7 +29,8 @@ def kumar_error_terms(W: torch.Tensor, W0: torch.Tensor, beta: torch.Tensor, alp
         w_bar0, M0 = sufficient_statistics(W0)
         w_bar, M = w_bar - w_bar0, M - M0
     a = alpha * w_bar
-    A = 0.5 * alpha * eps * M - 0.5 * torch.outer(beta, beta).to(torch.float64)
+    beta = beta.to(device=M.device, dtype=torch.float64)
+    A = 0.5 * alpha * eps * M - 0.5 * torch.outer(beta, beta)
     terms = {
         "error_linear": float(a @ a) / D,
         "error_misalignment": 2 * float((A * A).sum()) / D ** 2,
@@ -44,5 +45,5 @@ def beta_alignment(W: torch.Tensor, beta: torch.Tensor) -> float:
     isotropic M: (beta^T M beta / |beta|^2) / (tr M / D); 1 for isotropic weights, D when every
     w_i is parallel to beta."""
     _, M = sufficient_statistics(W)
-    beta = beta.to(torch.float64)
+    beta = beta.to(device=M.device, dtype=torch.float64)
     return float(beta @ M @ beta / (beta @ beta) / torch.trace(M) * M.shape[0])

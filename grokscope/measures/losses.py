@@ -26,7 +26,7 @@ def loss_value(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
     if labels.is_floating_point():  # regression: mean squared error
         return F.mse_loss(out_.reshape(labels.shape), labels.to(dtype))
     if loss == "target_mse":
-        return F.mse_loss(out_, targets.to(dtype)[labels])
+        return F.mse_loss(out_, targets.to(device=out.device, dtype=dtype)[labels])
     if loss == "cross_entropy":
         return F.cross_entropy(out_, labels)
     value = F.mse_loss(out_, F.one_hot(labels, out.shape[-1]).to(dtype))
@@ -38,9 +38,9 @@ def accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
     """Share of correct predictions (NaN for regression, where labels are real numbers): the
     largest output, or for `target_mse` the nearest target."""
     if labels.is_floating_point():
-        return torch.full((), float("nan"))
+        return torch.full((), float("nan"), device=out.device)
     if loss == "target_mse":
-        targets = targets.to(dtype)
+        targets = targets.to(device=out.device, dtype=dtype)
         # nearest target: argmin_c |o - t_c|^2 = argmin_c (|t_c|^2 - 2 o.t_c)
         distances = targets.pow(2).sum(-1) - 2 * out.to(dtype) @ targets.T
         return (distances.argmin(-1) == labels).double().mean()

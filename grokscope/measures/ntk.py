@@ -70,23 +70,24 @@ def random_projections(n_classes: int, m: int = 4, seed: int = 0) -> Tensor:
 
 
 def _output_selector(output: Output, n_classes: int, labels: Tensor | None, n: int,
-                     dtype: torch.dtype) -> Tensor | None:
-    """(n, n_out, n_classes) weights that pick the outputs of each example; None for "scalar"."""
+                     dtype: torch.dtype, device: torch.device | None = None) -> Tensor | None:
+    """(n, n_out, n_classes) weights that pick the outputs of each example, on `device`; None for
+    "scalar"."""
     if isinstance(output, Tensor):  # fixed projections of the logits, (n_out, n_classes) or (n_classes,)
-        w = output.to(dtype).reshape(-1, n_classes)
+        w = output.to(device=device, dtype=dtype).reshape(-1, n_classes)
         return w.expand(n, *w.shape)
     if output == "scalar":
         return None
     if output == "trace":
-        return torch.eye(n_classes, dtype=dtype).expand(n, n_classes, n_classes)
+        return torch.eye(n_classes, dtype=dtype, device=device).expand(n, n_classes, n_classes)
     if output == "correct":
         if labels is None:
             raise ValueError('output="correct" needs labels')
-        return torch.nn.functional.one_hot(labels, n_classes).to(dtype)[:, None, :]
+        return torch.nn.functional.one_hot(labels, n_classes).to(device=device, dtype=dtype)[:, None, :]
     if isinstance(output, int):
         if not 0 <= output < n_classes:
             raise ValueError(f"output logit {output} is outside 0..{n_classes - 1}")
-        sel = torch.zeros(n, 1, n_classes, dtype=dtype)
+        sel = torch.zeros(n, 1, n_classes, dtype=dtype, device=device)
         sel[:, 0, output] = 1.0
         return sel
     raise ValueError(f'unknown output {output!r}: use "scalar", "trace", "correct" or a logit index')
@@ -138,13 +139,14 @@ def _params(model: nn.Module) -> dict[str, Tensor]:
 def _jacobian_ntk(model, x1, output, y1, x2, y2, memory_mb) -> Tensor:
     params = _params(model)
     n_params = sum(p.numel() for p in params.values())
-    dtype = next(iter(params.values())).dtype
+    first = next(iter(params.values()))
+    dtype, device = first.dtype, first.device
     with torch.no_grad():
         n_classes = model(x1[:1]).reshape(1, -1).shape[1]
     same = x2 is None
     x2, y2 = (x1, y1) if same else (x2, y2)
-    s1 = _output_selector(output, n_classes, y1, len(x1), dtype)
-    s2 = _output_selector(output, n_classes, y2, len(x2), dtype)
+    s1 = _output_selector(output, n_classes, y1, len(x1), dtype, device)
+    s2 = _output_selector(output, n_classes, y2, len(x2), dtype, device)
     n_out = 1 if s1 is None else s1.shape[1]
 
     def f(p, x, sel):
@@ -160,7 +162,7 @@ def _jacobian_ntk(model, x1, output, y1, x2, y2, memory_mb) -> Tensor:
 
     bytes_per_row = n_out * n_params * torch.finfo(dtype).bits // 8
     chunk = max(1, int(memory_mb * 2 ** 20 / 2 / bytes_per_row))
-    K = torch.zeros(len(x1), len(x2), dtype=dtype)
+    K = torch.zeros(len(x1), len(x2), dtype=dtype, device=device)
     blocks1 = [(i, x1[i:i + chunk], None if s1 is None else s1[i:i + chunk]) for i in range(0, len(x1), chunk)]
     blocks2 = blocks1 if same else [(j, x2[j:j + chunk], None if s2 is None else s2[j:j + chunk])
                                     for j in range(0, len(x2), chunk)]
@@ -208,7 +210,7 @@ def _mlp_layerwise_ntk(model, x1, output, y1, x2, y2) -> Tensor:
     f1 = _mlp_factors(model, x1, output, y1)
     f2 = f1 if same else _mlp_factors(model, x2, output, y2)
     x2 = x1 if same else x2
-    K = torch.zeros(len(x1), len(x2), dtype=f1["dtype"])
+    K = torch.zeros(len(x1), len(x2), dtype=f1["dtype"], device=f1["device"])
     for (G1, A1), (G2, A2) in zip(f1["weights"], f2["weights"]):
         gg = G1.flatten(1) @ G2.flatten(1).T
         K += gg if A1 is None else gg * (A1 @ A2.T)
@@ -225,11 +227,11 @@ def _mlp_factors(model, tokens, output, labels) -> dict:
     """Per layer: G (n, n_out, d_out), the output's gradient at the pre-activation, and A (n, d_in),
     the layer input (None for a bias)."""
     W_U = model.unembed.W_U
-    dtype = W_U.dtype
+    dtype, device = W_U.dtype, W_U.device
     n = tokens.shape[0]
-    sel = _output_selector(output, W_U.shape[1], labels, n, dtype)
+    sel = _output_selector(output, W_U.shape[1], labels, n, dtype, device)
     if sel is None:  # "scalar": every output of a regression model, summed in the kernel
-        sel = torch.eye(W_U.shape[1], dtype=dtype).expand(n, -1, -1)
+        sel = torch.eye(W_U.shape[1], dtype=dtype, device=device).expand(n, -1, -1)
     with torch.no_grad():
         operands = tokens[:, : model.n_operands]
         if model.d_input > 0:
@@ -249,7 +251,7 @@ def _mlp_factors(model, tokens, output, labels) -> dict:
             inputs.append(a)
             derivs.append(d)
             a = layer.act(z)
-        out = {"dtype": dtype, "weights": []}
+        out = {"dtype": dtype, "device": device, "weights": []}
         if W_U.requires_grad:
             out["weights"].append((sel, a))                                     # readout weight
             if model.unembed.b_U is not None:
@@ -276,10 +278,11 @@ def ntk_matvec(model: nn.Module, inputs: Tensor, output: Output = "trace", *,
     """A function v (n,) -> K v without forming K: a VJP (J^T v) then a JVP (J u) per output."""
     model = _prepare(model, dtype)
     params = _params(model)
-    pdtype = next(iter(params.values())).dtype
+    first = next(iter(params.values()))
+    pdtype, device = first.dtype, first.device
     with torch.no_grad():
         n_classes = model(inputs[:1]).reshape(1, -1).shape[1]
-    sel = _output_selector(output, n_classes, labels, len(inputs), pdtype)
+    sel = _output_selector(output, n_classes, labels, len(inputs), pdtype, device)
     n_out = 1 if sel is None else sel.shape[1]
 
     def F(p):
@@ -288,10 +291,10 @@ def ntk_matvec(model: nn.Module, inputs: Tensor, output: Output = "trace", *,
     _, pullback = vjp(F, params)
 
     def matvec(v: Tensor) -> Tensor:
-        v = v.to(pdtype)
-        total = torch.zeros(len(inputs), dtype=pdtype)
+        v = v.to(device=device, dtype=pdtype)
+        total = torch.zeros(len(inputs), dtype=pdtype, device=device)
         for o in range(n_out):
-            cot = torch.zeros(len(inputs), n_out, dtype=pdtype)
+            cot = torch.zeros(len(inputs), n_out, dtype=pdtype, device=device)
             cot[:, o] = v
             (u,) = pullback(cot)
             _, Ju = jvp(F, (params,), (u,))
@@ -312,7 +315,7 @@ def ntk_top_eigenvalues(model: nn.Module, inputs: Tensor, k: int = 10, output: O
     if not 0 < k < n:
         raise ValueError(f"k must be between 1 and n - 1 = {n - 1}, got {k}")
     mv = ntk_matvec(model, inputs, output, labels=labels, dtype=dtype)
-    op = LinearOperator((n, n), matvec=lambda v: mv(torch.from_numpy(np.asarray(v).ravel())).numpy(),
+    op = LinearOperator((n, n), matvec=lambda v: mv(torch.from_numpy(np.asarray(v).ravel())).cpu().numpy(),
                         dtype=np.float64)
     values, vectors = eigsh(op, k=k, which="LA", tol=tol)
     order = np.argsort(values)[::-1]
@@ -338,7 +341,7 @@ def ntk_reference(model: nn.Module, inputs: Tensor, output: Output = "trace", *,
     pdtype = params[0].dtype
     with torch.no_grad():
         n_classes = model(inputs[:1]).reshape(1, -1).shape[1]
-    sel = _output_selector(output, n_classes, labels, len(inputs), pdtype)
+    sel = _output_selector(output, n_classes, labels, len(inputs), pdtype, params[0].device)
     rows = []
     for i in range(len(inputs)):
         out = _select(model(inputs[i:i + 1]), None if sel is None else sel[i:i + 1])[0]
@@ -365,7 +368,8 @@ def kernel_regression(K_train: Tensor, K_cross: Tensor, Y: Tensor, ridge: float 
     kernel K, ridge relative to the mean diagonal. K_cross (n_test, n_train) -> (n_test, outputs)."""
     mean = Y.mean(0)
     lam = ridge * float(torch.diagonal(K_train).mean())
-    coef = torch.linalg.solve(K_train + lam * torch.eye(len(K_train), dtype=K_train.dtype), Y - mean)
+    eye = torch.eye(len(K_train), dtype=K_train.dtype, device=K_train.device)
+    coef = torch.linalg.solve(K_train + lam * eye, Y - mean)
     return K_cross @ coef + mean
 
 

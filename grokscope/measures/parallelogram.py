@@ -43,7 +43,7 @@ def standardize(E: Tensor) -> Tensor:
 
 def parallelogram_residuals(E: Tensor, quads: Tensor) -> Tensor:
     """Mean squared residual of E_i + E_j - E_m - E_n over coordinates, per parallelogram."""
-    i, j, m, n = quads.unbind(1)
+    i, j, m, n = quads.to(E.device).unbind(1)
     return (E[i] + E[j] - E[m] - E[n]).pow(2).mean(1)
 
 
@@ -62,7 +62,7 @@ def parallelogram_loss(E: Tensor, quads: Tensor) -> float:
     scale = Ec.pow(2).sum(1).mean()
     if scale == 0:
         return float("nan")
-    i, j, m, n = quads.unbind(1)
+    i, j, m, n = quads.to(E.device).unbind(1)
     res = (Ec[i] + Ec[j] - Ec[m] - Ec[n]).pow(2).sum(1)
     return float(res.mean() / scale)
 
@@ -75,6 +75,7 @@ def predicted_accuracy(E: Tensor, train_pairs: Tensor, test_pairs: Tensor, modul
     if len(test_pairs) == 0:
         return float("nan")
     Es = standardize(E)
+    train_pairs, test_pairs = train_pairs.to(E.device), test_pairs.to(E.device)
     key = lambda pairs: (pairs.sum(1) % modulus) if modulus else pairs.sum(1)
     train_sum, test_sum = key(train_pairs), key(test_pairs)
     sorted_train = train_pairs.sort(1).values

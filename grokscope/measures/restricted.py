@@ -24,7 +24,8 @@ def restricted_and_excluded(logits: torch.Tensor, labels: torch.Tensor, train_id
     Both in float64. Also the excluded loss of each key frequency alone.
     """
     logits = logits.to(torch.float64)
-    D = sum_directions(p, keys)                       # (2K, p*p), orthonormal, orthogonal to 1
+    labels, train_idx = labels.to(logits.device), train_idx.to(logits.device)
+    D = sum_directions(p, keys, device=logits.device)   # (2K, p*p), orthonormal, orthogonal to 1
     components = D.T @ (D @ logits)                   # the key-frequency part of every logit
     mean = logits.mean(0, keepdim=True)
     out = {

@@ -25,14 +25,19 @@ def applies_to_modular(run) -> bool | str:
     return True
 
 
+def in_fourier_basis(p: int, weights: torch.Tensor) -> torch.Tensor:
+    """(p, ...) rows indexed by the residues -> their coefficients on `fourier_basis(p)`, float64,
+    on the weights' device."""
+    basis, _ = fourier_basis(p, device=weights.device)
+    return basis @ weights.detach().to(torch.float64)
+
+
 def embed_frequency_norms(model, p: int) -> torch.Tensor:
-    basis, _ = fourier_basis(p)
-    return frequency_norms(basis @ token_embedding(model, p).to(torch.float64), p)
+    return frequency_norms(in_fourier_basis(p, token_embedding(model, p)), p).cpu()
 
 
 def neuron_logit_frequency_norms(model, p: int) -> torch.Tensor:
-    basis, _ = fourier_basis(p)
-    return frequency_norms(basis @ neuron_to_logit(model)[:p].to(torch.float64), p)
+    return frequency_norms(in_fourier_basis(p, neuron_to_logit(model)[:p]), p).cpu()
 
 
 def key_frequencies(ctx: ProbeContext, per_checkpoint: bool, source: str) -> list[int]:
@@ -62,10 +67,9 @@ class FourierProbe(Probe):
 
     def measure(self, ctx: ProbeContext) -> ProbeResult:
         p = ctx.task.p
-        basis, _ = fourier_basis(p)
-        coef_embed = basis @ token_embedding(ctx.model, p).to(torch.float64)
+        coef_embed = in_fourier_basis(p, token_embedding(ctx.model, p)).cpu()
         embed_norms = frequency_norms(coef_embed, p)
-        coef_logit = basis @ neuron_to_logit(ctx.model)[:p].to(torch.float64)
+        coef_logit = in_fourier_basis(p, neuron_to_logit(ctx.model)[:p]).cpu()
         keys = key_frequencies(ctx, self.params["per_checkpoint_keys"], self.params["key_source"])
         energy = embed_norms[1:].pow(2)
         scalars: dict[str, float | str] = {
@@ -80,7 +84,7 @@ class FourierProbe(Probe):
         n_total = ctx.task.all_inputs.shape[0]
         if n_total == p * p:  # neuron analysis needs the full (a, b) grid
             acts = answer_neuron_acts(ctx.model, ctx.task.all_inputs.to(ctx.device))
-            fractions = neuron_frequency_fractions(acts.to(torch.float64).cpu().view(p, p, -1), p)
+            fractions = neuron_frequency_fractions(acts.to(torch.float64).view(p, p, -1), p).cpu()
             best_frac, best_freq = fractions.max(0)
             alive = acts.abs().amax(0).cpu() > 0
             explained = (best_frac > self.params["neuron_threshold"]) & alive

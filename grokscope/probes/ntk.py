@@ -36,12 +36,14 @@ def points_per_split(model, n: int) -> int:
     return CHEAP_N if getattr(model, "ntk_method", "") in ("closed_form", "layerwise") else JACOBIAN_N
 
 
-def resolve_kernel(model, params: dict, n_classes: int):
+def resolve_kernel(model, params: dict, n_classes: int, n_outputs: int):
+    """The kernel's output selection; `n_outputs` is the model's output width (the number of
+    classes, or the target vectors' width for `target_mse`)."""
     kind = params["kernel"]
     if kind == "auto":
         kind = "scalar" if n_classes == 0 else "trace" if getattr(model, "ntk_method", "") == "layerwise" else "projected"
     if kind == "projected":
-        return random_projections(n_classes, params["n_projections"], seed=0), kind
+        return random_projections(n_outputs, params["n_projections"], seed=0), kind
     return kind, kind
 
 
@@ -58,9 +60,12 @@ def checkpoint_ntk(ctx: ProbeContext, model, x, y, params) -> torch.Tensor:
     """The kernel in float64; the Jacobians in `params["dtype"]` (float32 by default: the
     per-example Jacobians of a transformer are 6x faster to form than in float64, and the
     eigenvalues and alignments need no more than float32's 1e-6)."""
-    output, _ = resolve_kernel(model, params, ctx.task.n_classes)
+    x = x.to(ctx.device)
+    with torch.no_grad():
+        n_outputs = model(x[:1]).reshape(1, -1).shape[1]
+    output, _ = resolve_kernel(model, params, ctx.task.n_classes, n_outputs)
     dtype = {"float32": torch.float32, "float64": torch.float64}[params["dtype"]]
-    return empirical_ntk(model, x.to(ctx.device), output, labels=y.to(ctx.device), dtype=dtype).cpu().double()
+    return empirical_ntk(model, x, output, labels=y.to(ctx.device), dtype=dtype).cpu().double()
 
 
 def _check(params) -> bool | str:
