@@ -147,12 +147,14 @@ def expand(presets: list[str], axes: list[Axis], seeds: str | None = None,
 
 # ---------------------------------------------------------------- units and executors
 
-def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) -> list[dict]:
+def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str,
+               device: str = "cpu") -> list[dict]:
     """Cut the pending runs into units. A run that was interrupted goes on with the trainer that
     started it, in the same stacked group (so it ends bit-identical to an uninterrupted sweep).
     Fresh runs are stacked (when `vectorize` allows and it pays) in `jobs` groups of at least
     two, so every worker gets one, or in a multiple of `jobs` groups where `jobs` groups would
-    outgrow the cache (`stacked.max_group_size`); the rest train alone. Results do not depend on
+    outgrow the cache, or on a GPU a share of its memory (`stacked.max_group_size`); the rest
+    train alone. Results do not depend on
     the grouping: a model's arithmetic is the same in a group of any size."""
     from grokscope.training.stacked import choose_vectorized, compatible_key, max_group_size
 
@@ -183,7 +185,7 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str) ->
                                        or vectorize == "auto" and choose_vectorized([m.config for m in members]))
         if stacked:
             parts = max(1, min(jobs, len(members) // 2))
-            size = max_group_size(members[0].config)
+            size = max_group_size(members[0].config, device)
             if len(members) > parts * size:  # groups past the cache: more of them, a multiple of jobs
                 parts = math.ceil(len(members) / size / jobs) * jobs
             units += [unit([members[i] for i in chunk], True)
@@ -476,7 +478,7 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
             "overrides": list(overrides), "checkpoints": checkpoints,
             "runs": [{"name": p.name, "preset": p.preset, "seed": p.seed, "coords": p.coords}
                      for p in points]}
-    units = plan_units(points, run_dir, jobs, vectorize)
+    units = plan_units(points, run_dir, jobs, vectorize, device)
     if dry_run:
         _print_plan(points, units, run_dir, out)
         return out

@@ -102,7 +102,7 @@ class Grokfast:
         if kind == "ema":
             self.buffers = [torch.zeros_like(p) for p in params]
         else:
-            self.buffers = [torch.zeros((window, *p.shape), dtype=p.dtype) for p in params]
+            self.buffers = [torch.zeros((window, *p.shape), dtype=p.dtype, device=p.device) for p in params]
 
     @torch.no_grad()
     def apply(self) -> None:

@@ -72,14 +72,28 @@ AUTO_MAX_FLOPS = 1e8
 GROUP_BYTES = 48 * 2**20
 
 
-def max_group_size(config: RunConfig) -> int:
+# On a GPU no cache limit applies: a group is bounded by the device's memory. A share of what is
+# free leaves room for the activations, the test evaluation and the other groups' workers.
+GPU_MEMORY_SHARE = 0.25
+
+
+def group_bytes(device: str = "cpu") -> int:
+    """The working set one stacked group may take: GROUP_BYTES on the CPU (the cache), a share
+    of the free memory on a CUDA device (on a GPU, larger groups mean fewer kernel launches)."""
+    if not str(device).startswith("cuda"):
+        return GROUP_BYTES
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return max(GROUP_BYTES, int(GPU_MEMORY_SHARE * free))
+
+
+def max_group_size(config: RunConfig, device: str = "cpu") -> int:
     """How many runs of this config one stacked group holds before its working set (parameters,
-    gradients, exp_avg, exp_avg_sq) passes GROUP_BYTES; at least 2."""
+    gradients, exp_avg, exp_avg_sq) passes `group_bytes(device)`; at least 2."""
     task = build_task(config)
     torch.manual_seed(0)
     model = build_model(config, task)
     per_model = 4 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    return max(2, GROUP_BYTES // per_model)
+    return max(2, group_bytes(device) // per_model)
 
 
 class StackedStepper:
@@ -398,5 +412,5 @@ def choose_vectorized(configs: list[RunConfig], task_sizes: tuple[int, int] | No
     return flops_per_step(config, n_params, len(task.train_indices)) <= AUTO_MAX_FLOPS
 
 
-__all__ = ["AUTO_MAX_FLOPS", "GROUP_BYTES", "StackedStepper", "choose_vectorized", "compatible_key",
+__all__ = ["AUTO_MAX_FLOPS", "GPU_MEMORY_SHARE", "GROUP_BYTES", "StackedStepper", "group_bytes", "choose_vectorized", "compatible_key",
            "max_group_size", "train_many"]

@@ -154,6 +154,29 @@ def test_max_group_size_keeps_a_group_in_the_cache():
     assert max_group_size(big) == 2  # never below two
 
 
+def test_on_a_gpu_a_group_is_sized_by_its_free_memory(monkeypatch):
+    """The toy phase diagram (176 runs) fits one group on a GPU with 4 GB free; the CPU's cache
+    limit stays 48 MB whatever the GPU has."""
+    from grokscope.training import stacked
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4 * 2**30, 8 * 2**30))
+    assert stacked.group_bytes("cpu") == stacked.GROUP_BYTES
+    assert stacked.group_bytes("cuda") == stacked.group_bytes("cuda:0") == 2**30
+    toy_config = load_preset("liu-toy")
+    assert stacked.max_group_size(toy_config, "cuda") == 2**30 // (4 * 4 * 46_640) >= 176
+    assert stacked.max_group_size(toy_config, "cpu") < 176
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**20, 8 * 2**30))
+    assert stacked.group_bytes("cuda") == stacked.GROUP_BYTES  # a nearly full GPU: never below the CPU's
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_group_size_on_this_gpu():
+    from grokscope.training import stacked
+
+    free, _ = torch.cuda.mem_get_info()
+    assert stacked.group_bytes("cuda") == max(stacked.GROUP_BYTES, int(stacked.GPU_MEMORY_SHARE * free))
+
+
 STACKABLE = {  # one config per model StackedStepper stacks (stacked.MODELS)
     "toy": lambda: toy(),
     "mlp": lambda: tiny_config(model={"name": "mlp", "hidden": (16, 12), "d_embed": 4}),
