@@ -310,6 +310,12 @@ def ntk_claims(t: Table, mem: int | None, gen: int | None, n: Narrative) -> None
                            + f" alignment of its NTK with the targets rose {'from' if strong else 'modestly, from'} "
                            f"{_n(a[0])} to {_n(a[-1])} ({rel:+.0%}), half of the rise by step {_step(half)}, "
                            f"{when} (step {_step(gen)}).", "ntk_alignment", KUMAR))
+    elif rel >= ALIGNMENT_RISE and half is None:
+        # first to last it rose, but by less than 5% of its largest value: it rose and fell back
+        peak = int(np.argmax(a))
+        n.not_judged.append(f"the NTK alignment's timing: it went from {_n(a[0])} to {_n(a[-1])} ({rel:+.0%}) but "
+                            f"peaked at {_n(a[peak])} (step {_step(s[peak])}) in between, so its rise has no "
+                            "single half-way step")
     elif rel < ALIGNMENT_RISE:
         n.not_seen.append(Claim(f"The NTK's alignment with the targets did not rise ({_n(a[0])} → {_n(a[-1])}): "
                                 "the network stayed close to its initial kernel.", "ntk_alignment", KUMAR))

@@ -188,6 +188,16 @@ def test_ntk_alignment_rising_by_the_transition():
     assert flat.why == [] and "did not rise" in texts(flat.not_seen)
 
 
+def test_ntk_alignment_that_rises_and_falls_back_is_not_judged_not_a_crash():
+    """From 0.01 up to 0.9 and back to 0.03: +200% first to last, but no half-way step (the
+    change is under 5% of the peak), which once raised a TypeError."""
+    bump = 0.01 + 0.89 * np.exp(-((STEPS - 1000) / 200.0) ** 2) + 0.02 * sigmoid(2500)
+    n = story({"ntk_alignment": {"step": STEPS, "alignment_train": bump}}, mem=100, gen=2000)
+    assert "NTK" not in texts(n.why) and "NTK" not in texts(n.not_seen)
+    assert any("the NTK alignment's timing: it went from 0.01 to 0.03 (+200%) but peaked at 0.9 (step 1,000)" in line
+               for line in n.not_judged), n.not_judged
+
+
 def test_rqi_rising_with_test_accuracy_reports_the_rank_correlation():
     n = story({"parallelogram": {"step": STEPS, "rqi": 0.1 + 0.8 * sigmoid(1900, 60)}}, mem=100, gen=2000)
     assert "RQI (the share of parallelograms i + j = m + n the embedding closes) rose from 0.1 to 0.9" in texts(n.why)
