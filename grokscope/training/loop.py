@@ -17,6 +17,7 @@ bit, because nothing else feeds the computation.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -44,7 +45,15 @@ from grokscope.store import Run, atomic_write_json, directory_bytes, format_byte
 from grokscope.tasks import task_targets
 from grokscope.training.optim import lr_at
 from grokscope.training.schedule import checkpoint_schedule
-from grokscope.training.state import DTYPES, RunState, default_out, project_to_norm, setup_run, weight_norm
+from grokscope.training.state import (
+    DTYPES,
+    RunState,
+    default_out,
+    project_to_norm,
+    setup_run,
+    weight_norm,
+    weight_norm_tensor,
+)
 
 
 class TrainingInterrupted(GrokscopeError):
@@ -69,6 +78,8 @@ class Stepper(Protocol):
 
     def active(self) -> list[RunState]: ...          # the runs that have not diverged
     def non_finite(self) -> list[RunState]: ...      # active runs whose training loss is not finite
+    def settle_due(self) -> bool: ...                # rows kept on the device are due to be read
+    def settle(self) -> list[tuple[RunState, int]]: ...  # read them now; (run, step) of a non-finite one
     def forward(self) -> None: ...
     def log(self, lr: float) -> str: ...
     def checkpoint(self) -> None: ...
@@ -76,21 +87,30 @@ class Stepper(Protocol):
     def flush(self) -> None: ...
 
 
-def early_stop_due(stepper, generalized: dict, step: int) -> bool:
+def early_stop_due(stepper, generalized: dict, step: int, scanned: dict | None = None) -> bool:
     """`train.stop_after`: true once every live run generalized (`transitions.transition_steps`'
-    rule, updated from each new metrics row) at least `stop_after` steps ago."""
+    rule, checked on every metrics row once, in `scanned` order: rows read from a device in
+    batches are checked row by row too) at least `stop_after` steps ago."""
+    scanned = {} if scanned is None else scanned
     for st in stepper.runs:
-        if st.diverged_at is None and generalized[id(st)] is None and st.writer.rows:
-            generalized[id(st)] = first_generalized(st.writer.rows)
+        key = id(st)
+        if st.diverged_at is None and generalized[key] is None and st.writer.rows:
+            rows = st.writer.rows
+            start = min(scanned.get(key, len(rows) - 1), len(rows) - 1)
+            for i in range(start, len(rows)):
+                generalized[key] = first_generalized(rows, i)
+                if generalized[key] is not None:
+                    break
+            scanned[key] = len(rows)
     live = [generalized[id(st)] for st in stepper.runs if st.diverged_at is None]
     return bool(live) and all(g is not None and step >= g + stepper.config.train.stop_after for g in live)
 
 
-def first_generalized(rows: list[tuple]) -> int | None:
-    """The generalization step if the last metrics row (step, train loss, train acc, test loss,
-    test acc, ...) meets the rule, else None: test accuracy >= 99%, or for regression the test
-    loss at 10% of its first value."""
-    step, test_loss, test_acc = rows[-1][0], rows[-1][3], rows[-1][4]
+def first_generalized(rows: list[tuple], i: int = -1) -> int | None:
+    """The generalization step if metrics row `i` (step, train loss, train acc, test loss, test
+    acc, ...; default the last) meets the rule, else None: test accuracy >= 99%, or for regression
+    the test loss at 10% of its first value."""
+    step, test_loss, test_acc = rows[i][0], rows[i][3], rows[i][4]
     if test_acc == test_acc:  # not NaN: a classifier
         return step if test_acc >= GENERALIZED - TOLERANCE else None
     first = rows[0][3]
@@ -124,7 +144,16 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
     bar = Progress(t.steps, start=stepper.step, enabled=progress, label=label)
     gen_steps = {id(st): transition_steps(st.writer.metrics())[1] for st in stepper.runs}
+    scanned: dict = {}
     stopped_early = None
+
+    def settled() -> bool:
+        """Read the rows a device stepper keeps (one host synchronization); a non-finite one
+        marks its run diverged. False once no run is left."""
+        for st, step in stepper.settle():
+            mark_diverged(st, config, step)
+        return bool(stepper.active())
+
     last_resume = last_status = time.perf_counter()
     flush_seconds = io_seconds = 0.0
     t_start = time.perf_counter()
@@ -132,6 +161,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         for s in range(stepper.step, t.steps + 1):
             stepper.step = s
             if interrupted:
+                settled()
                 stepper.flush()
                 if on_flush is not None:
                     on_flush()
@@ -141,6 +171,8 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             budget = (max(config.checkpoint.resume_seconds, 20 * flush_seconds) if adaptive_flush
                       else config.checkpoint.resume_seconds)
             if s > 0 and resume_due(s in to_checkpoint, time.perf_counter() - last_resume, budget):
+                if not settled():
+                    break
                 t_io = time.perf_counter()
                 stepper.flush()
                 last_resume = time.perf_counter()
@@ -160,7 +192,9 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
                 mark_diverged(st, config, s)
             if not stepper.active():
                 break
-            stop = t.stop_after > 0 and s % t.log_every == 0 and early_stop_due(stepper, gen_steps, s)
+            stop = t.stop_after > 0 and s % t.log_every == 0 and early_stop_due(stepper, gen_steps, s, scanned)
+            if (s in to_checkpoint or stop or s == t.steps or stepper.settle_due()) and not settled():
+                break  # (a checkpoint never holds the weights after a non-finite step)
             if s in to_checkpoint or stop:
                 t_io = time.perf_counter()
                 stepper.checkpoint()
@@ -250,7 +284,16 @@ def summary_line(out: Path, memorized: int | None, generalized: int | None, elap
 # ---------------------------------------------------------------- one model, a torch optimizer
 
 class PlainStepper:
-    """One run: a torch module, a torch optimizer, full or minibatch, Grokfast, fixed norm."""
+    """One run: a torch module, a torch optimizer, full or minibatch, Grokfast, fixed norm.
+
+    On the CPU each step's metrics row is read as it is logged. On another device (CUDA) reading
+    a value waits for the device to finish, and four reads a step (plus the loss's finiteness)
+    cost more than a small model's step: there the rows stay on the device and are read in one
+    batch at checkpoints, flushes, the end, and every SETTLE_ROWS rows (`settle`). A non-finite
+    training loss is then found at that read; the run's rows end at the first non-finite one,
+    and no checkpoint or resume state is written after it, as on the CPU."""
+
+    SETTLE_ROWS = 256
 
     def __init__(self, config: RunConfig, st: RunState, device: str):
         self.config, self.runs, self.device = config, [st], device
@@ -265,12 +308,33 @@ class PlainStepper:
         self.targets = targets.to(device) if targets is not None else None
         n_train = self.train_x.shape[0]
         self.full_batch = t.batch_size == 0 or t.batch_size >= n_train
+        self.deferred = torch.device(device).type != "cpu"
+        self.pending: list[tuple[int, Tensor, float]] = []
+        self.last_text = ""
 
     def active(self) -> list[RunState]:
         return [self.st] if self.st.diverged_at is None else []
 
     def non_finite(self) -> list[RunState]:
+        if self.deferred:
+            return []  # found by `settle`
         return [] if torch.isfinite(self.loss) else [self.st]
+
+    def settle_due(self) -> bool:
+        return len(self.pending) >= self.SETTLE_ROWS
+
+    def settle(self) -> list[tuple[RunState, int]]:
+        if not self.pending:
+            return []
+        values = torch.stack([v for _, v, _ in self.pending]).cpu().tolist()
+        pending, self.pending = self.pending, []
+        for (step, _, lr), (loss, acc, test_loss, test_acc, norm) in zip(pending, values):
+            row = (step, loss, acc, test_loss, test_acc, norm, lr)
+            self.st.writer.append(row)
+            self.last_text = progress_text(row)
+            if not math.isfinite(loss):
+                return [(self.st, step)]
+        return []
 
     def forward(self) -> None:
         st, t = self.st, self.config.train
@@ -288,8 +352,15 @@ class PlainStepper:
         with torch.no_grad():
             test_loss, test_acc = loss_and_accuracy(st.model(self.test_x), self.test_y, t.loss,
                                                     self.dtype, self.targets)
+        last_lr = lr if self.step < t.steps else 0.0
+        if self.deferred:
+            f64 = lambda x: x.detach().to(torch.float64)  # float32 -> float64 is exact: the same numbers
+            self.pending.append((self.step, torch.stack([f64(self.loss), f64(self.acc), f64(test_loss),
+                                                         f64(test_acc), f64(weight_norm_tensor(self.params))]),
+                                 last_lr))
+            return self.last_text
         row = (self.step, self.loss.item(), self.acc.item(), test_loss.item(), test_acc.item(),
-               weight_norm(self.params), lr if self.step < t.steps else 0.0)
+               weight_norm(self.params), last_lr)
         st.writer.append(row)
         return progress_text(row)
 

@@ -257,6 +257,12 @@ class StackedStepper:
     def active(self) -> list[RunState]:
         return [st for st in self.runs if st.diverged_at is None]
 
+    def settle_due(self) -> bool:
+        return False  # rows are read as they are logged
+
+    def settle(self) -> list[tuple[RunState, int]]:
+        return []
+
     def non_finite(self) -> list[RunState]:
         bad = (~torch.isfinite(self.loss)).tolist()
         return [st for st, b in zip(self.runs, bad) if b and st.diverged_at is None]

@@ -30,8 +30,13 @@ MAX_LR_STEP = 1e37  # torch's AdamW computes 1 - lr * weight_decay in float32: 1
 # ---------------------------------------------------------------- checks and norms
 
 def weight_norm(params: list[Tensor]) -> float:
+    return float(weight_norm_tensor(params))
+
+
+def weight_norm_tensor(params: list[Tensor]) -> Tensor:
+    """The global L2 norm of `params`, on their device (no host read)."""
     with torch.no_grad():
-        return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params)))
 
 
 def default_init_norm(config: RunConfig, task) -> float:
