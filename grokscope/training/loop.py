@@ -43,6 +43,7 @@ from grokscope.measures.transitions import (
 )
 from grokscope.store import Run, atomic_write_json, directory_bytes, format_bytes, run_status, stored_config
 from grokscope.tasks import task_targets
+from grokscope.training import graphed
 from grokscope.training.optim import lr_at
 from grokscope.training.schedule import checkpoint_schedule
 from grokscope.training.state import (
@@ -309,6 +310,8 @@ class PlainStepper:
         n_train = self.train_x.shape[0]
         self.full_batch = t.batch_size == 0 or t.batch_size >= n_train
         self.deferred = torch.device(device).type != "cpu"
+        self.parts = None  # the captured step (training.graphed) on CUDA, chosen at the first forward
+        self.parts_chosen = False
         self.pending: list[tuple[int, Tensor, float]] = []
         self.last_text = ""
 
@@ -337,6 +340,12 @@ class PlainStepper:
         return []
 
     def forward(self) -> None:
+        if not self.parts_chosen:
+            self.parts, self.parts_chosen = graphed.step_parts_for(self), True
+        if self.parts is not None:
+            self.parts.train()
+            self.loss, self.acc = self.parts.loss, self.parts.acc
+            return
         st, t = self.st, self.config.train
         st.model.train()
         if self.full_batch:
@@ -348,6 +357,10 @@ class PlainStepper:
 
     def log(self, lr: float) -> str:
         st, t = self.st, self.config.train
+        if self.parts is not None:
+            self.parts.evaluate()
+            self.pending.append((self.step, self.parts.row.clone(), lr if self.step < t.steps else 0.0))
+            return self.last_text
         st.model.eval()
         with torch.no_grad():
             test_loss, test_acc = loss_and_accuracy(st.model(self.test_x), self.test_y, t.loss,
@@ -368,6 +381,9 @@ class PlainStepper:
         self.st.writer.save_checkpoint(self.step, self.st.model.state_dict(), sync=False)
 
     def update(self, lr: float) -> None:
+        if self.parts is not None:
+            self.parts.update(lr)
+            return
         st = self.st
         st.optimizer.zero_grad(set_to_none=False)
         self.loss.backward()

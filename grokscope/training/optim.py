@@ -73,7 +73,11 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor],
                 tensors[f"optim.{idx}.{key}"] = value
             else:
                 scalars[f"{idx}.{key}"] = value
-    return tensors, json.dumps({"param_groups": state["param_groups"], "scalars": scalars})
+    # a step captured on CUDA (training.graphed) keeps the learning rate in a device tensor and the
+    # optimizer capturable: stored as the plain optimizer, so the run resumes on any device
+    groups = [{**g, "lr": float(g["lr"]), "capturable": False} if isinstance(g.get("lr"), Tensor) else g
+              for g in state["param_groups"]]
+    return tensors, json.dumps({"param_groups": groups, "scalars": scalars})
 
 
 def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: str) -> None:

@@ -76,3 +76,82 @@ def test_early_stop_reads_every_row():
     assert not early_stop_due(stepper, generalized, 5, scanned)
     assert generalized[id(st)] == 3
     assert not early_stop_due(stepper, generalized, 12, scanned) and early_stop_due(stepper, generalized, 13, scanned)
+
+
+@pytest.fixture
+def parts_on_the_stand_in(monkeypatch):
+    """The step parts CUDA captures (training.graphed.StepParts), run eagerly on the stand-in:
+    what the graphs hold, checked without a GPU (capture itself needs one)."""
+    import importlib
+
+    from grokscope.training import graphed
+
+    monkeypatch.setattr(importlib.import_module("torch.optim.adam"), "_get_capturable_supported_devices",
+                        lambda supports_xla=True: ["cuda", DEVICE])
+    monkeypatch.setattr(graphed, "step_parts_for",
+                        lambda stepper: graphed.StepParts(stepper)
+                        if stepper.device == DEVICE and graphed.why_not_graphed(stepper) is None else None)
+
+
+def test_the_captured_steps_parts_equal_the_eager_step(tmp_path, parts_on_the_stand_in):
+    config = tiny_config(train={"steps": 60})
+    cpu = train(config, tmp_path / "cpu", progress=False)
+    with on_stand_in() as mode:
+        dev = train(config, tmp_path / "dev", progress=False, device=DEVICE)
+    for column in ("train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "lr"):
+        assert dev.metrics[column] == pytest.approx(cpu.metrics[column], rel=1e-5, abs=1e-6), column
+    assert mode.host_reads > 0
+    with on_stand_in() as mode40:
+        train(tiny_config(train={"steps": 40}, checkpoint=SPARSE), tmp_path / "40", progress=False, device=DEVICE)
+    with on_stand_in() as mode80:
+        train(tiny_config(train={"steps": 80}, checkpoint=SPARSE), tmp_path / "80", progress=False, device=DEVICE)
+    assert mode80.host_reads == mode40.host_reads  # nothing in the parts reads the device: capturable
+
+
+def test_a_capturable_optimizers_state_is_stored_as_a_plain_one(parts_on_the_stand_in):
+    """A resume state written by the captured step (lr in a device tensor, capturable=True)
+    loads into the plain optimizer on the CPU, which then steps as the capturable one does."""
+    import json
+
+    import torch
+
+    from grokscope.training.graphed import make_capturable
+    from grokscope.training.optim import optimizer_from_tensors, optimizer_to_tensors
+
+    torch.manual_seed(0)
+    w, g = torch.randn(5), torch.randn(5)
+    with on_stand_in():
+        p = torch.nn.Parameter(w.clone().to(DEVICE))
+        opt = torch.optim.AdamW([p], lr=0.1, weight_decay=0.5)
+        make_capturable(opt, p.device)
+        p.grad = g.to(DEVICE)
+        opt.step()
+        tensors, meta = optimizer_to_tensors(opt)
+        tensors = {k: v.cpu() for k, v in tensors.items()}
+        opt.step()
+        after = p.detach().cpu()
+    group = json.loads(meta)["param_groups"][0]
+    assert group["lr"] == pytest.approx(0.1) and group["capturable"] is False
+    q = torch.nn.Parameter(w.clone())
+    plain = torch.optim.AdamW([q], lr=0.1, weight_decay=0.5)
+    q.grad = g.clone()
+    plain.step()
+    optimizer_from_tensors(plain, tensors, meta)
+    plain.step()
+    # (float32 rounding: the capturable update computes its bias corrections on the device)
+    assert q.detach().tolist() == pytest.approx(after.tolist(), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_the_cuda_graph_step_equals_the_eager_step(tmp_path, monkeypatch):
+    import torch
+
+    from grokscope.training import graphed
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    config = tiny_config(train={"steps": 200})
+    captured = train(config, tmp_path / "graph", progress=False, device="cuda")
+    monkeypatch.setattr(graphed, "step_parts_for", lambda stepper: None)
+    eager = train(config, tmp_path / "eager", progress=False, device="cuda")
+    for column in ("train_loss", "test_loss", "weight_norm"):
+        assert captured.metrics[column] == pytest.approx(eager.metrics[column], rel=1e-4, abs=1e-6), column
