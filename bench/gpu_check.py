@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CUDA_TESTS = ["tests/test_devices.py", "tests/probes/test_devices.py", "tests/training/test_stacked.py"]
+CUDA_TESTS = ["tests/test_devices.py", "tests/probes/test_devices.py", "tests/training/test_stacked.py",
+              "tests/training/test_device_rows.py"]
 
 
 def synchronize(device: str) -> None:

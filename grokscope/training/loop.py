@@ -312,7 +312,7 @@ class PlainStepper:
         self.deferred = torch.device(device).type != "cpu"
         self.parts = None  # the captured step (training.graphed) on CUDA, chosen at the first forward
         self.parts_chosen = False
-        self.pending: list[tuple[int, Tensor, float]] = []
+        self.pending: list[tuple[int, torch.Tensor, float]] = []
         self.last_text = ""
 
     def active(self) -> list[RunState]:
