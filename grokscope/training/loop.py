@@ -147,15 +147,6 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
     gen_steps = {id(st): transition_steps(st.writer.metrics())[1] for st in stepper.runs}
     scanned: dict = {}
     stopped_early = None
-    t_start = time.perf_counter()
-    earlier = {id(st): st.train_seconds for st in stepper.runs}  # resumed segments before this one
-
-    def stamp() -> None:
-        """Each run's training time so far, stored with its resume state: `train_seconds` in
-        run.json counts the whole run, not the last resumed segment."""
-        share = (time.perf_counter() - t_start) / len(stepper.runs)
-        for st in stepper.runs:
-            st.train_seconds = earlier[id(st)] + share
 
     def settled() -> bool:
         """Read the rows a device stepper keeps (one host synchronization); a non-finite one
@@ -166,12 +157,12 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
 
     last_resume = last_status = time.perf_counter()
     flush_seconds = io_seconds = 0.0
+    t_start = time.perf_counter()
     try:
         for s in range(stepper.step, t.steps + 1):
             stepper.step = s
             if interrupted:
                 settled()
-                stamp()
                 stepper.flush()
                 if on_flush is not None:
                     on_flush()
@@ -184,7 +175,6 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
                 if not settled():
                     break
                 t_io = time.perf_counter()
-                stamp()
                 stepper.flush()
                 last_resume = time.perf_counter()
                 flush_seconds = last_resume - t_io
@@ -229,7 +219,6 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         return [Run(st.writer.path) for st in stepper.runs]
     stepper.step = stopped_early if stopped_early is not None else t.steps
     try:
-        stamp()
         stepper.flush()
     except DiskFullError as e:
         raise disk_full(stepper, e) from None
@@ -244,7 +233,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         early = {"stopped_early_at": stopped_early} if stopped_early is not None else {}
         st.writer.set_status(st.info, "complete", memorization_step=memorized,
                              generalization_step=generalized, **early,
-                             train_seconds=round(earlier[id(st)] + elapsed / len(stepper.runs), 3),
+                             train_seconds=round(elapsed / len(stepper.runs), 3),
                              io_seconds=round(io_seconds / len(stepper.runs), 3), **group)
         if progress:
             print(summary_line(st.writer.path, memorized, generalized, elapsed, st.task.is_regression),

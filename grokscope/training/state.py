@@ -137,7 +137,6 @@ class RunState:
     step: int = 0
     fixed_norm: float | None = None
     diverged_at: int | None = None
-    train_seconds: float = 0.0  # training time up to the last flush, over every resumed segment
 
     @property
     def params(self) -> list[Tensor]:
@@ -150,7 +149,7 @@ class RunState:
         tensors["rng.batch"] = self.batch_rng.get_state()
         if self.grokfast is not None:
             tensors.update(self.grokfast.to_tensors())
-        return tensors, {"step": str(self.step), "optimizer": opt_meta, "train_seconds": repr(self.train_seconds)}
+        return tensors, {"step": str(self.step), "optimizer": opt_meta}
 
     def load_resume(self, step: int | None = None) -> None:
         tensors, meta = self.writer.load_resume_state(step)
@@ -160,7 +159,6 @@ class RunState:
         if self.grokfast is not None:
             self.grokfast.load_tensors(tensors)
         self.step = int(meta["step"])
-        self.train_seconds = float(meta.get("train_seconds", 0.0))  # (absent in older resume states)
 
     def flush(self) -> None:
         """Metrics, then the resume state (RunWriter.save_resume_state)."""
