@@ -124,3 +124,22 @@ def test_the_stand_in_catches_a_host_tensor_and_counts_host_reads(runs):
             x + torch.ones(6)
         with pytest.raises(TypeError, match="cpu"):
             x.numpy()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_analyze_on_cuda_with_every_built_in_probe(runs, tmp_path):
+    """What a user runs: `analyze --device cuda` with every probe that applies, against the CPU."""
+    from grokscope.analysis import analyze
+
+    runs, params = runs
+    for kind, run in runs.items():
+        on_cpu = analyze(run, CHECKPOINT_PROBES, out=tmp_path / f"{kind}-cpu", params=params, count=3,
+                         progress=False, report=False)
+        on_gpu = analyze(run, CHECKPOINT_PROBES, out=tmp_path / f"{kind}-gpu", params=params, count=3,
+                         device="cuda", progress=False, report=False)
+        assert on_gpu.keys() == on_cpu.keys(), kind
+        for name, table in on_cpu.items():
+            for column, values in table.items():
+                if name == "llc" or values.dtype.kind not in "fi":
+                    continue  # llc's chains draw other random numbers on the GPU
+                assert on_gpu[name][column] == pytest.approx(values, rel=1e-3, abs=1e-5, nan_ok=True), (kind, name, column)
