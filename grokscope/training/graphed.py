@@ -28,8 +28,17 @@ import torch
 from torch import Tensor
 
 from grokscope.measures.losses import loss_and_accuracy
+from grokscope.training.state import weight_norm_tensor
 
 GRAPHED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def metrics_row(loss: Tensor, acc: Tensor, test_loss: Tensor, test_acc: Tensor, params: list[Tensor]) -> Tensor:
+    """A metrics row's measured values (train loss and accuracy, test loss and accuracy, global
+    weight norm) as one float64 tensor on the device: float32 -> float64 is exact, so reading it
+    gives the numbers `.item()` would."""
+    values = (loss, acc, test_loss, test_acc, weight_norm_tensor(params))
+    return torch.stack([v.detach().to(torch.float64) for v in values])
 
 
 def why_not_graphed(stepper) -> str | None:
@@ -81,9 +90,7 @@ class StepParts:
         with torch.no_grad():
             test_loss, test_acc = loss_and_accuracy(self.model(self.test_x), self.test_y, self.loss_kind,
                                                     self.dtype, self.targets)
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self.params)))
-            f64 = lambda x: x.to(torch.float64)
-            self.row.copy_(torch.stack([f64(self.loss), f64(self.acc), f64(test_loss), f64(test_acc), f64(norm)]))
+            self.row.copy_(metrics_row(self.loss, self.acc, test_loss, test_acc, self.params))
 
     def step_optimizer(self) -> None:
         self.optimizer.step()
@@ -181,4 +188,4 @@ def step_parts_for(stepper) -> GraphedStep | None:
         return None
 
 
-__all__ = ["GraphedStep", "StepParts", "make_capturable", "step_parts_for", "why_not_graphed"]
+__all__ = ["GraphedStep", "StepParts", "make_capturable", "metrics_row", "step_parts_for", "why_not_graphed"]

@@ -46,15 +46,7 @@ from grokscope.tasks import task_targets
 from grokscope.training import graphed
 from grokscope.training.optim import lr_at
 from grokscope.training.schedule import checkpoint_schedule
-from grokscope.training.state import (
-    DTYPES,
-    RunState,
-    default_out,
-    project_to_norm,
-    setup_run,
-    weight_norm,
-    weight_norm_tensor,
-)
+from grokscope.training.state import DTYPES, RunState, default_out, project_to_norm, setup_run, weight_norm
 
 
 class TrainingInterrupted(GrokscopeError):
@@ -145,7 +137,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
     bar = Progress(t.steps, start=stepper.step, enabled=progress, label=label)
     gen_steps = {id(st): transition_steps(st.writer.metrics())[1] for st in stepper.runs}
-    scanned: dict = {}
+    scanned = {id(st): len(st.writer.rows) for st in stepper.runs}  # rows before this segment: in gen_steps
     stopped_early = None
 
     def settled() -> bool:
@@ -367,10 +359,8 @@ class PlainStepper:
                                                     self.dtype, self.targets)
         last_lr = lr if self.step < t.steps else 0.0
         if self.deferred:
-            f64 = lambda x: x.detach().to(torch.float64)  # float32 -> float64 is exact: the same numbers
-            self.pending.append((self.step, torch.stack([f64(self.loss), f64(self.acc), f64(test_loss),
-                                                         f64(test_acc), f64(weight_norm_tensor(self.params))]),
-                                 last_lr))
+            row = graphed.metrics_row(self.loss, self.acc, test_loss, test_acc, self.params)
+            self.pending.append((self.step, row, last_lr))
             return self.last_text
         row = (self.step, self.loss.item(), self.acc.item(), test_loss.item(), test_acc.item(),
                weight_norm(self.params), last_lr)

@@ -418,5 +418,5 @@ def choose_vectorized(configs: list[RunConfig], task_sizes: tuple[int, int] | No
     return flops_per_step(config, n_params, len(task.train_indices)) <= AUTO_MAX_FLOPS
 
 
-__all__ = ["AUTO_MAX_FLOPS", "GPU_MEMORY_SHARE", "GROUP_BYTES", "StackedStepper", "group_bytes", "choose_vectorized", "compatible_key",
-           "max_group_size", "train_many"]
+__all__ = ["AUTO_MAX_FLOPS", "GPU_MEMORY_SHARE", "GROUP_BYTES", "StackedStepper", "choose_vectorized",
+           "compatible_key", "group_bytes", "max_group_size", "train_many"]
