@@ -42,6 +42,8 @@ class TaskConfig:
     data_dir: str = ""
     # Liu et al. 2022 toy tasks: fixed random N(0, 1) target vector per class (train.loss=target_mse)
     d_target: int = 30
+    draws: str = "train_add"       # toy: whose random draws to follow: "train_add" (their toy/train_add.py)
+                                   #   or "notebook" (their phase-diagram notebooks; tasks/toy.py)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ModelConfig:
     alpha_lr: bool = False         # divide the learning rate by alpha^2
     eps: float = 0.02              # committee: phi(h) = h + eps/2 h^2 (Kumar et al. 2024)
     compose: str = "sum"           # toy: decoder input E_a + E_b ("sum") or E_a @ E_b ("matmul", S3)
+    embed_scale: float = 1.0       # toy: the embedding's initial scale (Liu et al.'s S3 notebook: 0.1)
     factory: str = ""              # custom: "module:function" or "path/file.py:function" returning the nn.Module
     hooks: str = ""                # custom: "embed=<module>,unembed=<module>,blocks.0.mlp.hook_post=<module>,..."
 
@@ -100,6 +103,7 @@ class TrainConfig:
     log_every: int = 1             # metrics row every this many steps
     threads: int = 0               # torch threads; 0 leaves torch's default
     stop_after: int = 0            # >0: stop this many steps after the run generalizes (0: run all steps)
+    embed_l1: float = 0.0          # adds embed_l1 x mean |embed.W_E| to the training loss (Liu et al.'s S3: 1e-3)
     # Omnigrok (Liu, Michaud, Tegmark 2023): hold the global L2 norm of all parameters fixed
     fixed_norm: float | None = None  # None: off; else the target norm, a multiple of w0 (the norm at default init)
     fixed_norm_absolute: bool = False  # true: fixed_norm is the norm itself, not a multiple of w0

@@ -33,6 +33,12 @@ def loss_value(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
     return value * out.shape[-1] if loss == "sse" else value
 
 
+def embed_penalty(embedding: Tensor, l1: float, dtype: torch.dtype) -> Tensor:
+    """`l1` x the mean absolute entry of the embedding (Liu et al.'s S3 notebook adds it to the
+    training loss with l1 = 1e-3); what the trainers add to `loss_value` when `train.embed_l1` > 0."""
+    return l1 * embedding.to(dtype).abs().mean()
+
+
 def accuracy(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,
              targets: Tensor | None = None) -> Tensor:
     """Share of correct predictions (NaN for regression, where labels are real numbers): the

@@ -50,8 +50,13 @@ def build_model(config: RunConfig, task) -> nn.Module:
         if not task.name.startswith("toy_"):
             raise UsageError("model.name=toy needs task.name=toy_add or toy_permutation")
         n_out = task.targets.shape[1] if config.train.loss == "target_mse" else task.n_classes
+        # the notebooks' unused encoder maps the input templates (addition: one per symbol; S3:
+        # a scalar) to the embedding width
+        n_in = task.vocab_size if task.name.startswith("toy_add") else 1
+        unused = (n_in, *m.hidden, m.d_embed) if config.task.draws == "notebook" else ()
         return Toy(task.vocab_size, n_out, d_embed=m.d_embed, hidden=m.hidden, act=m.act,
-                   compose=m.compose, init_scale=m.init_scale)
+                   compose=m.compose, init_scale=m.init_scale, embed_scale=m.embed_scale,
+                   unused_encoder=unused)
     if m.name == "lstm":
         from grokscope.models.lstm import LSTM
 

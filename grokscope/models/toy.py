@@ -8,7 +8,10 @@ decoder (their `toy/train_add.py`: `DEC` and `NET`).
 
 Initialisation reproduces theirs draw for draw from the same torch seed: the embedding
 `torch.rand(p, d) - 1/2` first, then each layer as `nn.Linear` (weight then bias, both
-uniform(+-1/sqrt(fan_in))), so seed 58 starts where the authors' default run starts.
+uniform(+-1/sqrt(fan_in))), so seed 58 starts where the authors' default run starts. Their
+phase-diagram notebooks draw in another order (`unused_encoder`): an encoder MLP they never use
+(input templates -> hidden -> d_embed), then the decoder, then the embedding (times
+`embed_scale`: 0.1 in their S3 notebook).
 Hook names follow the MLP model: `hook_embed` (batch, 2, d_embed), `hook_combined` (batch,
 d_embed), `blocks.{i}.mlp.hook_pre` / `hook_post`, `hook_logits`.
 """
@@ -34,7 +37,8 @@ class Toy(HookedRootModule):
 
     def __init__(self, n_symbols: int, n_out: int, *, d_embed: int = 1,
                  hidden: tuple[int, ...] = (200, 200), act: str = "tanh",
-                 compose: str = "sum", init_scale: float = 1.0):
+                 compose: str = "sum", init_scale: float = 1.0, embed_scale: float = 1.0,
+                 unused_encoder: tuple[int, ...] = ()):
         super().__init__()
         if compose not in COMPOSE:
             raise UsageError(f"unknown model.compose {compose!r}; choose one of {', '.join(COMPOSE)}")
@@ -53,17 +57,28 @@ class Toy(HookedRootModule):
                                     for i in range(len(hidden)))
         self.unembed = Readout(widths[-1], n_out, True)
         self.hook_logits = HookPoint()
-        self.reset_parameters(init_scale)
+        self.reset_parameters(init_scale, embed_scale, unused_encoder)
         self.setup()
 
     @torch.no_grad()
-    def reset_parameters(self, init_scale: float = 1.0) -> None:
-        self.embed.W_E.copy_((torch.rand(self.embed.W_E.shape) - 0.5) * init_scale)
+    def reset_parameters(self, init_scale: float = 1.0, embed_scale: float = 1.0,
+                         unused_encoder: tuple[int, ...] = ()) -> None:
+        """`unused_encoder` (widths, input first): draw such an MLP first and throw it away, then
+        the decoder before the embedding, as the authors' phase-diagram notebooks do."""
+        def embedding():
+            self.embed.W_E.copy_((torch.rand(self.embed.W_E.shape) - 0.5) * init_scale * embed_scale)
+
+        if not unused_encoder:
+            embedding()
+        for fan_in, fan_out in zip(unused_encoder, unused_encoder[1:]):
+            _linear_draw(fan_in, fan_out)
         layers = [(b.mlp.W_in, b.mlp.b_in) for b in self.blocks] + [(self.unembed.W_U, self.unembed.b_U)]
         for W, b in layers:
-            bound = 1.0 / math.sqrt(W.shape[0])
-            W.copy_(torch.empty(W.shape[1], W.shape[0]).uniform_(-bound, bound).T * init_scale)
-            b.copy_(torch.empty(b.shape).uniform_(-bound, bound) * init_scale)
+            weight, bias = _linear_draw(W.shape[0], W.shape[1])
+            W.copy_(weight.T * init_scale)
+            b.copy_(bias * init_scale)
+        if unused_encoder:
+            embedding()
 
     def forward(self, tokens: Tensor) -> Tensor:
         E = self.hook_embed(F.embedding(tokens[:, :2], self.embed.W_E))
@@ -76,3 +91,10 @@ class Toy(HookedRootModule):
         for block in self.blocks:
             x = block(x)
         return self.hook_logits(self.unembed(x))
+
+
+def _linear_draw(fan_in: int, fan_out: int) -> tuple[Tensor, Tensor]:
+    """The (fan_out, fan_in) weight and the bias `nn.Linear` draws, in its order."""
+    bound = 1.0 / math.sqrt(fan_in)
+    weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound)
+    return weight, torch.empty(fan_out).uniform_(-bound, bound)

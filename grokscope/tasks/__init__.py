@@ -29,9 +29,11 @@ def build_task(config: RunConfig) -> Task:
     if t.name == "mnist":
         return mnist_task(t.data_dir, t.n_train, config.split_seed)
     if t.name == "toy_add":
-        return toy_add_task(t.p, t.frac_train, t.d_target, config.split_seed)
+        return toy_add_task(t.p, t.frac_train, t.d_target, config.split_seed, draws=t.draws,
+                            regression=config.train.loss == "target_mse")
     if t.name == "toy_permutation":
-        return toy_permutation_task(t.n, t.frac_train, t.d_target, config.split_seed)
+        return toy_permutation_task(t.n, t.frac_train, t.d_target, config.split_seed, draws=t.draws,
+                                    regression=config.train.loss == "target_mse")
     raise UsageError(f"unknown task.name {t.name!r}; choose one of {', '.join(TASKS)}")
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from grokscope.measures.losses import loss_and_accuracy
+from grokscope.measures.losses import embed_penalty, loss_and_accuracy
 from grokscope.training.state import weight_norm_tensor
 
 GRAPHED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
@@ -64,6 +64,7 @@ class StepParts:
         st = stepper.st
         self.model, self.optimizer, self.params = st.model, st.optimizer, stepper.params
         self.loss_kind, self.dtype, self.targets = stepper.config.train.loss, stepper.dtype, stepper.targets
+        self.embed_l1 = stepper.config.train.embed_l1
         self.train_x, self.train_y = stepper.train_x, stepper.train_y
         self.test_x, self.test_y = stepper.test_x, stepper.test_y
         device = self.params[0].device
@@ -81,6 +82,8 @@ class StepParts:
         self.model.train()
         loss, acc = loss_and_accuracy(self.model(self.train_x), self.train_y, self.loss_kind, self.dtype,
                                       self.targets)
+        if self.embed_l1:
+            loss = loss + embed_penalty(self.model.embed.W_E, self.embed_l1, self.dtype)
         loss.backward()
         self.loss.copy_(loss.detach())
         self.acc.copy_(acc)

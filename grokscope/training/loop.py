@@ -33,7 +33,7 @@ import torch
 from grokscope.config import RunConfig
 from grokscope.console import Progress, format_duration
 from grokscope.errors import DiskFullError, GrokscopeError
-from grokscope.measures.losses import loss_and_accuracy
+from grokscope.measures.losses import embed_penalty, loss_and_accuracy
 from grokscope.measures.transitions import (
     GENERALIZED,
     LOSS_FRACTION,
@@ -346,6 +346,8 @@ class PlainStepper:
             idx = torch.randperm(self.train_x.shape[0], generator=st.batch_rng)[: t.batch_size].to(self.device)
             xb, yb = self.train_x[idx], self.train_y[idx]
         self.loss, self.acc = loss_and_accuracy(st.model(xb), yb, t.loss, self.dtype, self.targets)
+        if t.embed_l1:
+            self.loss = self.loss + embed_penalty(st.model.embed.W_E, t.embed_l1, self.dtype)
 
     def log(self, lr: float) -> str:
         st, t = self.st, self.config.train

@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 
 from grokscope.config import RunConfig
 from grokscope.devices import keep_freed_memory
-from grokscope.measures.losses import accuracy, loss_value
+from grokscope.measures.losses import accuracy, embed_penalty, loss_value
 from grokscope.models import build_model
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
@@ -155,6 +155,7 @@ class StackedStepper:
         self.model = model0
         dtype = DTYPES[self.configs[0].train.loss_dtype]
         loss_kind = self.configs[0].train.loss
+        self.embed_l1, self.dtype = self.configs[0].train.embed_l1, dtype
 
         def loss_fn(params, buffers, x, y, targets):
             out = functional_call(self.model, (params, buffers), (x,))
@@ -275,6 +276,9 @@ class StackedStepper:
         params = {n: p.detach().requires_grad_() for n, p in self.params.items()}
         with torch.enable_grad():
             loss, out = self.batched_loss(params, self.train_x, self.train_y)
+            if self.embed_l1:   # the training loss only, as the plain trainer adds it
+                loss = loss + vmap(embed_penalty, in_dims=(0, None, None))(params["embed.W_E"], self.embed_l1,
+                                                                           self.dtype)
             grads = torch.autograd.grad(loss.sum(), list(params.values()), materialize_grads=True)
         self.grads, self.loss, self.out = dict(zip(params, grads)), loss.detach(), out.detach()
 

@@ -114,6 +114,11 @@ def check_config(config: RunConfig) -> None:
     if o.embed_weight_decay is not None and o.embed_weight_decay < 0:
         raise UsageError("optim.embed_weight_decay must be >= 0 (none: the same as "
                          f"optim.weight_decay), got {o.embed_weight_decay}")
+    if t.embed_l1 < 0:
+        raise UsageError(f"train.embed_l1 must be >= 0 (0: off), got {t.embed_l1}")
+    if t.embed_l1 and config.model.name != "toy":
+        raise UsageError("train.embed_l1 penalizes the toy model's embedding (Liu et al.'s S3 notebook): "
+                         "use model.name=toy or set train.embed_l1=0")
     if t.loss == "target_mse" and not config.task.name.startswith("toy_"):
         raise UsageError("train.loss=target_mse needs a task with target vectors "
                          "(task.name=toy_add or toy_permutation)")

@@ -236,3 +236,23 @@ def test_bitwise_equal():
     assert not bitwise_equal(torch.ones(2), torch.ones(2, dtype=torch.float64))
     assert not bitwise_equal(torch.ones(2), torch.ones(1, 2))
     assert bitwise_equal(torch.arange(3), torch.arange(3)) and not bitwise_equal(torch.arange(3), torch.arange(1, 4))
+
+
+def test_the_s3_notebook_settings_train_the_same_stacked_and_alone(tmp_path, float64):
+    """Liu et al.'s S3 phase-diagram settings (notebook draws, embedding scale 0.1, the L1 term on
+    the embedding) in both trainers; the L1 term is in the logged training loss."""
+    base = with_overrides(load_preset("liu-s3"), [
+        "train.steps=20", "checkpoint.every=10", "checkpoint.dense_until=2", "checkpoint.log_points=3",
+        "task.draws=notebook", "model.embed_scale=0.1", "train.embed_l1=1e-3", "train.loss_dtype=float64",
+        "task.split_seed=0", "train.seed=0"])
+    configs = [with_overrides(base, [f"optim.weight_decay={wd}", f"optim.lr={lr}"]) for lr, wd in [(1e-3, 0), (1e-2, 5)]]
+    train_many(configs, [tmp_path / "v0", tmp_path / "v1"])
+    for i, c in enumerate(configs):
+        train(c, tmp_path / f"p{i}", progress=False)
+        np.testing.assert_allclose(_metrics(tmp_path / f"v{i}"), _metrics(tmp_path / f"p{i}"), rtol=1e-9, atol=1e-12)
+    without = with_overrides(configs[0], ["train.embed_l1=0"])
+    train(without, tmp_path / "n", progress=False)
+    run, bare = load_run(tmp_path / "p0"), load_run(tmp_path / "n")
+    W = run.state_dict(0)["embed.W_E"]
+    assert float(run.metrics["train_loss"][0] - bare.metrics["train_loss"][0]) == pytest.approx(
+        1e-3 * float(W.abs().mean()), rel=1e-9)
