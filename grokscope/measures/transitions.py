@@ -128,11 +128,19 @@ def classify_phase(steps, train_acc, test_acc, *, threshold: float = 0.9,
     accuracy got there, confusion when train accuracy never did."""
     t_train = first_step_at_least(steps, train_acc, threshold)
     t_test = first_step_at_least(steps, test_acc, threshold)
+    return phase_of_steps(t_train, t_test, lag=lag), t_train, t_test
+
+
+def phase_of_steps(t_train: int | None, t_test: int | None, *, lag: int = 1000) -> str:
+    """Liu et al. 2022's phase from the steps at which train and test accuracy reached the
+    threshold (None: never): confusion without the train step, memorization with it alone,
+    grokking when test lags train by more than `lag`, else comprehension. The same rule reads a
+    published grid's steps and a trained run's."""
     if t_train is None:
-        return "confusion", None, t_test
+        return "confusion"
     if t_test is None:
-        return "memorization", t_train, None
-    return ("grokking" if t_test - t_train > lag else "comprehension"), t_train, t_test
+        return "memorization"
+    return "grokking" if t_test - t_train > lag else "comprehension"
 
 
 def locate_phases(metrics: Columns, *, cross_entropy: bool = True,

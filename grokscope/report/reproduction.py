@@ -25,9 +25,13 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "no")
 
 
-def write_reproduction(out: Path, meta: dict[str, Any], checks: list[dict[str, Any]], figure: dict[str, Any]) -> Path:
-    """figure.{png,pdf,svg,csv,json}, results.{csv,json}, report.{md,html} in `out`; returns report.md."""
+def write_reproduction(out: Path, meta: dict[str, Any], checks: list[dict[str, Any]], figure: dict[str, Any],
+                       tables: dict[str, dict[str, list]] | None = None) -> Path:
+    """figure.{png,pdf,svg,csv,json}, results.{csv,json}, report.{md,html} and each of `tables` as
+    <name>.csv in `out`; returns report.md."""
     out.mkdir(parents=True, exist_ok=True)
+    for name, columns in (tables or {}).items():
+        write_table(out / f"{name}.csv", {k: np.array(v, dtype=object) for k, v in columns.items()})
     atomic_write_json(out / "figure.json", figure)
     draw_reproduction(out)
     write_table(out / "results.csv", {c: np.array([verdict(ch["ok"]) if c == "within" else str(ch.get(c, ""))
@@ -42,10 +46,11 @@ def write_reproduction(out: Path, meta: dict[str, Any], checks: list[dict[str, A
 GALLERY_FILES = ("figure.png", "figure.svg", "figure.csv", "results.csv", "report.md")
 
 
-def copy_to_gallery(out: Path, dest: Path) -> None:
-    """The files a docs gallery shows, from a reproduction directory (the figure and the table)."""
+def copy_to_gallery(out: Path, dest: Path, extra: list[str] = ()) -> None:
+    """The files a docs gallery shows, from a reproduction directory (the figure and the table),
+    and `extra` files beside them (a phase diagram's cells)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in GALLERY_FILES:
+    for name in (*GALLERY_FILES, *extra):
         atomic_write_bytes(dest / name, (out / name).read_bytes())
 
 
@@ -78,7 +83,7 @@ def draw_figure_json(figure: dict[str, Any]):
                     colour = OTHER_COLOURS[(s["colour"] if s["colour"] >= 0 else others) % len(OTHER_COLOURS)]
                     others += 1
                 x, y = np.asarray(s["x"], dtype=float), np.asarray(s["y"], dtype=float)
-                marker = s["style"][0] if s["style"][:1] in ("o", "s") else None
+                marker = s["style"][0] if s["style"][:1] in ("o", "s", "x") else None
                 line = (s["style"][1:] if marker else s["style"]) or "none"
                 ax.plot(x, y, color=colour, marker=marker, markersize=s.get("size", 3.0), linestyle=line,
                         label=s["label"])

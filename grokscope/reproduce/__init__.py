@@ -129,6 +129,8 @@ class Reproduction:
     figure: Callable[[str, Data], Figure]
     settings: tuple[tuple[str, str, str], ...] = ()   # (setting, value, paper section)
     notes: Callable[[str, Data], list[str]] = lambda scale, data: []
+    # name -> columns: tables written beside the results as <name>.csv (a phase diagram's cells)
+    tables: Callable[[str, Data], dict[str, dict[str, list]]] = lambda scale, data: {}
     minutes: dict[str, str] = field(default_factory=dict)   # scale -> wall time on 2 cores, as measured
 
 
@@ -181,11 +183,13 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
             "settings": [list(s) for s in repro.settings], "notes": repro.notes(scale, data),
             "parts": [dataclasses.asdict(p) for p in repro.parts(scale)],
             "seconds": round(time.perf_counter() - t0, 1), "runs_reused": REUSED[0], "runs": REUSED[1]}
-    write_reproduction(out, meta, [dataclasses.asdict(c) for c in checks], figure_to_json(figure))
+    tables = repro.tables(scale, data)
+    meta["tables"] = sorted(tables)
+    write_reproduction(out, meta, [dataclasses.asdict(c) for c in checks], figure_to_json(figure), tables)
     if gallery is not None:
         from grokscope.report.reproduction import copy_to_gallery
 
-        copy_to_gallery(out, Path(gallery) / name)
+        copy_to_gallery(out, Path(gallery) / name, [f"{t}.csv" for t in sorted(tables)])
     if progress:
         judged = [c for c in checks if c.ok is not None]
         print(f"reproduce {name} ({scale}): {sum(c.ok for c in judged)}/{len(judged)} checks within tolerance "

@@ -9,7 +9,18 @@ from helpers import cli
 
 from grokscope.measures.transitions import classify_phase
 from grokscope.reproduce import RunData
-from grokscope.reproduce.liu import checks, phase_checks, phase_grid, run_phase
+from grokscope.reproduce.liu import (
+    NEVER,
+    QUICK_CELLS,
+    agreement,
+    cell_steps,
+    checks,
+    phase_checks,
+    phase_grid,
+    phase_tables,
+    published_grid,
+    run_phase,
+)
 
 STEPS = np.arange(0, 100001, 10)
 
@@ -55,10 +66,17 @@ def test_run_phase_truncates_as_a_shorter_run_would():
                                                        r.metrics["test_acc"][:len(steps)])[0]
 
 
-def test_phase_checks_pass_on_the_papers_layout_and_fail_off_it():
-    good = phase_checks("full", grid_data(paper_like))
-    assert all(c.ok for c in good), [(c.quantity, c.ours) for c in good if not c.ok]
-    grid = phase_grid(grid_data(paper_like))
+def published_like(lr, wd):
+    """(train step, test step) of the published grid's cell, in grokscope's steps (index + 1)."""
+    key = min(published_grid(), key=lambda k: abs(np.log(k[0] / lr)) + abs(k[1] - wd))
+    return tuple(None if s == NEVER else s + 1 for s in published_grid()[key])
+
+
+def test_phase_checks_pass_on_the_published_grid_and_fail_off_it():
+    good = phase_checks("full", grid_data(published_like))
+    assert all(c.ok is not False for c in good), [(c.quantity, c.ours) for c in good if c.ok is False]
+    assert good[0].ours == "176 of 176 (100.0%)"
+    grid = phase_grid(grid_data(published_like))
     assert len(grid) == 176 and grid[(float(LRS[-1]), 10.0)] == "confusion"
 
     def flipped(lr, wd):  # grokking below comprehension, memorization at low lr, no confusion
@@ -68,18 +86,43 @@ def test_phase_checks_pass_on_the_papers_layout_and_fail_off_it():
             return 500, None
         return (1000, 5000) if wd <= 4 else (1000, 1500)
 
-    failed = {c.quantity for c in phase_checks("full", grid_data(flipped)) if not c.ok}
-    assert len(failed) == 6, failed
+    failed = {c.quantity for c in phase_checks("full", grid_data(flipped)) if c.ok is False}
+    assert len(failed) == 6, failed   # every judged check
+
+
+def test_agreement_counts_the_cells_in_the_published_phase():
+    """The paper-like layout of the earlier test agrees on only part of the published grid; moving
+    20 cells of the published grid off their phase takes the agreement below 90%."""
+    ours = phase_grid(grid_data(published_like))
+    same, n, off = agreement(ours)
+    assert (same, n, off) == (176, 176, [])
+    moved = dict(ours)
+    for key in sorted(moved)[:20]:
+        moved[key] = "confusion" if moved[key] != "confusion" else "comprehension"
+    same, n, off = agreement(moved)
+    assert (same, n, len(off)) == (156, 176, 20)
+    assert not phase_checks("full", {"phase": [run({"optim.lr": lr, "optim.weight_decay": wd}, *published_like(lr, wd))
+                                               for lr, wd in moved]})[0].ok is None
+
+
+def test_cell_steps_use_the_authors_encoding_and_the_tables_one_row_per_cell():
+    r = run({"optim.lr": 1e-4, "optim.weight_decay": 0.0}, 1651, None, steps=np.arange(3000))
+    assert cell_steps(r) == (1650, NEVER) and run_phase(r) == "memorization"
+    tables = phase_tables("full", {"phase": [r]})
+    assert tables["phases_add_regression"] == {"decoder_lr": ["0.0001"], "decoder_weight_decay": ["0"],
+                                               "phase": ["memorization"], "train_steps_to_90": [1650],
+                                               "test_steps_to_90": [NEVER]}
+    assert phase_tables("quick", {"phase": [r]}) == {}
 
 
 def test_default_run_checks_compare_the_authors_steps():
     fractions = [run({"task.frac_train": f, "task.split_seed": s}, 500, 1000 if f >= 0.4 else None,
                      steps=np.arange(0, 3001, 10), rqi_at=700 if f >= 0.4 else 10 ** 9, name=f"f{f}{s}")
                  for f in (0.2, 0.8) for s in (1, 2)]
-    cells = [run({"optim.lr": lr, "optim.weight_decay": wd}, *steps) for (lr, wd), steps in
-             {(1.58489e-4, 0.0): (1000, 1500), (1.58489e-4, 7.0): (1000, 4000)}.items()]
-    high = [run({"optim.lr": 1e-2, "optim.weight_decay": wd}, *steps) for wd, steps in
-            ((0.0, (500, None)), (10.0, (None, None)))]
+    cells = [run({"optim.lr": lr, "optim.weight_decay": wd}, *published_like(lr, wd),
+                 steps=np.arange(0, (2000 if lr >= 1e-2 else 4500) + 1)) for lr, wd in QUICK_CELLS]
+    high = [c for c in cells if c.coords["optim.lr"] >= 1e-2]
+    cells = [c for c in cells if c.coords["optim.lr"] < 1e-2]
     data = {"default": [run({}, 1131, 1530, steps=np.arange(2501), rqi_at=800)], "fraction": fractions,
             "phase": cells, "phase-high-lr": high}
     good = checks("quick", data)
@@ -94,6 +137,11 @@ def test_default_run_checks_compare_the_authors_steps():
               "trained models far below the critical fraction (<= 0.2): share learning the representation "
               "(final RQI > 0.95)"):
         assert q in failed, q
+    # a quick cell 20 steps off the published grid, or in another phase, fails its check
+    data["phase"] = [run(c.coords, 1294, 1524, steps=c.metrics["step"]) if c.coords["optim.weight_decay"] == 0
+                     else run(c.coords, 1969, None, steps=c.metrics["step"]) for c in data["phase"]]
+    quick = [c for c in checks("quick", data) if c.quantity.startswith("decoder lr")]
+    assert [c.ok for c in quick] == [False, False, True, True]
 
 
 def test_quick_scale_reproduces_the_authors_default_run_and_the_four_phases(tmp_path):
