@@ -23,7 +23,7 @@ from grokscope.tables import landscape_table_path, read_landscape
 class LUProbe(Probe):
     name = "lu"
     needs = ("parameters",)
-    version = "1"
+    version = "2"
     description = "weight norm and losses placed on an Omnigrok landscape (--param lu.landscape=DIR)"
     defaults = {"landscape": ""}
 
@@ -47,6 +47,8 @@ class LUProbe(Probe):
         out["train_loss"], out["test_loss"] = own["train_loss"], own["test_loss"]
         out["landscape_train_loss"] = interpolate_loglog(norm, land["norm"], land["best_train_loss"])
         out["landscape_test_loss"] = interpolate_loglog(norm, land["norm"], land["best_test_loss"])
+        # the good band is read against it (report/narrative.py)
+        out["landscape_min_test_loss"] = float(np.nanmin(land["best_test_loss"]))
         return out
 
     def figures(self) -> list[FigureSpec]:

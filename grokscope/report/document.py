@@ -79,9 +79,9 @@ def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec], gener
 
 def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, ReportSpec],
             training: Table | None = None, probe_status: dict[str, Any] | None = None,
-            task: str | None = None) -> tuple[Narrative, list[str]]:
+            task: str | None = None, weight_decay: float | None = None) -> tuple[Narrative, list[str]]:
     """The narrative (when and why), and the headline claims of the probes it does not cover."""
-    story = narrative(tables, phases, training, probe_status, task)
+    story = narrative(tables, phases, training, probe_status, task, weight_decay)
     covered = set(MECHANISMS) | {"metrics", "weights", PHASES}
     other = {k: v for k, v in specs.items() if k not in covered}
     gen = phases.get("generalization_step") if phases else None
@@ -97,6 +97,7 @@ def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     keep = ("status", "reason", "spec", "version", "params")
     h.update(json.dumps({n: {k: e.get(k) for k in keep} for n, e in manifest["probes"].items()},
                         sort_keys=True, default=str).encode())
+    h.update(json.dumps(manifest.get("weight_decay")).encode())
     return h.hexdigest()
 
 
@@ -124,8 +125,10 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
     training_path = table_path(out, TRAINING)
     if run is not None:  # the run's own table, copied afresh (same bytes, same digest, when unchanged)
         write_table(training_path, run.metrics)
-        if run.config is not None and manifest.get("task") != run.config.task.name:
-            manifest["task"] = run.config.task.name
+        known = {"task": run.config.task.name, "weight_decay": run.config.optim.weight_decay} \
+            if run.config is not None else {}
+        if any(manifest.get(k) != v for k, v in known.items()):
+            manifest.update(known)
             write_manifest(out, manifest)
     digest = _inputs_digest(out, manifest)
     digest_path = out / ".cache" / "report.digest"
@@ -156,7 +159,8 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
     write_manifest(out, manifest)
 
     status = {n: e for n, e in manifest["probes"].items()}
-    story, extra = summary(phases, tables, specs, training, status, manifest.get("task"))
+    story, extra = summary(phases, tables, specs, training, status, manifest.get("task"),
+                           manifest.get("weight_decay"))
     md, body = _render(manifest, phases, story, extra, specs, figures, run)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", body)

@@ -214,7 +214,14 @@ def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
     t1 = first_step_below(*_finite(t, "test_loss"), 1.0)
     if phases.get("restricted_loss_below_1_step") is not None:  # the phases probe's (metrics' steps) when there
         r1, t1 = phases["restricted_loss_below_1_step"], phases.get("test_loss_below_1_step")
-    if r1 is not None and (t1 is None or r1 < t1):
+    if r1 is None:
+        s, r = _finite(t, "restricted_loss")
+        if len(r):
+            low = int(np.argmin(r))
+            n.not_seen.append(Claim(f"The restricted loss (the loss with only the key frequencies kept) never fell below "
+                                    f"1 nat: its lowest was {_n(r[low])} at step {_step(s[low])}, so the circuit's "
+                                    f"formation cannot be dated from it.", "progress", NANDA))
+    elif r1 is not None and (t1 is None or r1 < t1):
         later = f"{_step(t1 - r1)} steps before the test loss did (step {_step(t1)})" if t1 is not None \
             else "while the test loss never did"
         n.why.append(Claim(f"The generalizing circuit formed before it showed in the test loss: the restricted "
@@ -239,10 +246,17 @@ def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
                                         f"{_n(e[hi])} from {_n(e[lo])}).", "progress", NANDA))
 
 
-def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative) -> None:
+def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_decay: float | None = None) -> None:
     """Omnigrok: a run generalizes when its weight norm enters the band of norms where the
-    landscape's best test loss is low, and its own test loss follows the landscape's."""
+    landscape's best test loss is low, and its own test loss follows the landscape's. The good
+    band: norms where the landscape's best test loss is within LANDSCAPE_GAIN of its lowest
+    (`landscape_min_test_loss`); every sentence names the losses it rests on. `weight_decay`: the
+    run's (None: not known), so that weight decay is credited only where the run had it."""
     if not {"weight_norm", "landscape_test_loss", "test_loss"} <= set(t):
+        return
+    if "landscape_min_test_loss" not in t:
+        n.not_judged.append("the weight norm's place on the L/U landscape: the `lu` table predates the landscape's "
+                            "lowest test loss (`landscape_min_test_loss`); run `grokscope analyze` again")
         return
     keep = np.asarray(t["step"]) >= mem
     after = {k: np.asarray(v)[keep] for k, v in t.items()}
@@ -257,22 +271,30 @@ def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative) -> None:
         scale = f" ({_n(value_at(after, 'norm_scale', first))} → {_n(value_at(after, 'norm_scale', last))} × w0)"
     fell = w[-1] <= (1 - NORM_FALL) * w[0]
     land_fell, own_fell = l1 * LANDSCAPE_GAIN <= l0, t1 * LANDSCAPE_GAIN <= t0
+    lowest = float(np.nanmin(np.asarray(t["landscape_min_test_loss"], dtype=float)))
+    band = LANDSCAPE_GAIN * lowest   # the good band: the landscape's best test loss at most this
+    in_at_start, in_at_end = l0 <= band, l1 <= band
+    band_text = (f"the good band is where the landscape's best test loss is at most {_n(band)} "
+                 f"({LANDSCAPE_GAIN:g}x its lowest, {_n(lowest)})")
     rho = spearman(_finite(after, "landscape_test_loss")[1], _finite(after, "test_loss")[1]) \
         if len(_finite(after, "landscape_test_loss")[1]) == len(_finite(after, "test_loss")[1]) else float("nan")
     moved = (f"from the first checkpoint after memorization (step {_step(first)}) to step {_step(last)} the "
              f"weight norm went {_n(w[0])} → "
              f"{_n(w[-1])}{scale}, the landscape's best test loss at that norm {_n(l0)} → {_n(l1)}, and the "
              f"run's own test loss {_n(t0)} → {_n(t1)}")
-    if fell and land_fell and own_fell and np.isfinite(rho) and rho >= RQI_RHO:
-        n.why.append(Claim(f"Weight decay walked the weight norm into the landscape's good band and the test loss "
-                           f"followed: {moved} (Spearman ρ = {rho:.2f} between the two losses over {len(w)} "
-                           f"checkpoints).", "lu", OMNIGROK))
-    elif gen is not None and not fell and not land_fell and gen <= last:
-        n.why.append(Claim(f"The weight norm started where the landscape's best test loss is already "
-                           f"{_n(l0)} and barely moved: {_n(w[0])} → {_n(w[-1])}{scale}. By Omnigrok's account "
-                           f"nothing had to change for the model to generalize.", "lu", OMNIGROK))
-    elif gen is None and not land_fell:
-        n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {moved}.", "lu", OMNIGROK))
+    if fell and land_fell and own_fell and in_at_end and not in_at_start and np.isfinite(rho) and rho >= RQI_RHO:
+        mover = ("Weight decay walked the weight norm" if weight_decay else
+                 "The weight norm fell, without weight decay," if weight_decay == 0 else "The weight norm fell")
+        n.why.append(Claim(f"{mover} into the landscape's good band and the test loss followed: {moved} "
+                           f"(Spearman ρ = {rho:.2f} between the two losses over {len(w)} checkpoints; "
+                           f"{band_text}).", "lu", OMNIGROK))
+    elif gen is not None and not fell and in_at_start and gen <= last:
+        n.why.append(Claim(f"The weight norm started inside the landscape's good band, where its best test loss is "
+                           f"already {_n(l0)} ({band_text}), and barely moved: {_n(w[0])} → {_n(w[-1])}{scale}. "
+                           f"By Omnigrok's account nothing had to change for the model to generalize.", "lu", OMNIGROK))
+    elif gen is None and not in_at_start and not in_at_end:
+        n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {moved} ({band_text}).",
+                           "lu", OMNIGROK))
     else:
         n.not_seen.append(Claim(f"The run's test loss did not follow the L/U landscape: {moved}"
                                 + (f" (Spearman ρ = {rho:.2f})." if np.isfinite(rho) else "."), "lu", OMNIGROK))
@@ -386,10 +408,12 @@ def rqi_claims(t: Table, training: Table | None, gen: int | None, n: Narrative) 
 
 
 def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table | None = None,
-              probe_status: dict[str, dict[str, Any]] | None = None, task: str | None = None) -> Narrative:
+              probe_status: dict[str, dict[str, Any]] | None = None, task: str | None = None,
+              weight_decay: float | None = None) -> Narrative:
     """When and why, from the analysis's tables (probe name -> table), its `phases` result, the
     run's metrics (`training`), each probe's manifest entry (`probe_status`, for what was skipped
-    and why) and the task's name (to suggest only probes that apply)."""
+    and why), the task's name (to suggest only probes that apply) and the run's weight decay
+    (None: not known; weight decay is credited only where the run had it)."""
     n = Narrative(when=when_claims(training, phases or {}))
     phases = phases or {}
     mem, gen = phases.get("memorization_step"), phases.get("generalization_step")
@@ -398,7 +422,7 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
     if mem is None:
         return n  # it never fit: there is no generalization to explain
     if "lu" in tables:
-        lu_claims(tables["lu"], mem, gen, n)  # also says why a run did not generalize
+        lu_claims(tables["lu"], mem, gen, n, weight_decay)  # also says why a run did not generalize
     if gen is None:
         return n  # nothing generalized: the mechanisms of generalization are not judged
     few = {k for k in MECHANISMS if k in tables and len(tables[k]["step"]) < MIN_CHECKPOINTS}

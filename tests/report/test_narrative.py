@@ -29,9 +29,9 @@ def training(mem=100, gen=2000, regression=False, **extra) -> dict:
     return t
 
 
-def story(tables=None, **kw):
+def story(tables=None, weight_decay=1.0, **kw):
     t = training(**kw)
-    return narrative(tables or {}, locate_phases(t), t, task="modular")
+    return narrative(tables or {}, locate_phases(t), t, task="modular", weight_decay=weight_decay)
 
 
 def texts(claims) -> str:
@@ -135,11 +135,12 @@ def test_restricted_loss_after_test_loss_is_not_claimed():
     assert "excluded loss did not rise" in texts(n.not_seen)
 
 
-def lu_table(end_norm: float, follows: bool = True, start_norm: float = 60.0) -> dict:
+def lu_table(end_norm: float, follows: bool = True, start_norm: float = 60.0, lowest: float = 0.01) -> dict:
     w = np.linspace(start_norm, end_norm, len(STEPS))
     land = np.where(w < 35, 0.01, 2.0)
     return {"step": STEPS, "weight_norm": w, "norm_scale": w / 10, "landscape_test_loss": land,
-            "test_loss": land * 1.1 if follows else np.full(len(STEPS), 2.0)}
+            "test_loss": land * 1.1 if follows else np.full(len(STEPS), 2.0),
+            "landscape_min_test_loss": np.full(len(STEPS), lowest)}
 
 
 def test_weight_norm_into_the_good_band_with_the_test_loss_following_is_an_omnigrok_claim():
@@ -166,7 +167,33 @@ def test_a_run_that_stays_outside_the_band_is_explained_by_it():
 
 def test_a_run_that_starts_inside_the_band_needs_no_delay():
     n = story({"lu": lu_table(20.5, start_norm=20)}, mem=500, gen=500)
-    assert "started where the landscape's best test loss is already 0.01 and barely moved" in texts(n.why)
+    assert "started inside the landscape's good band, where its best test loss is already 0.01" in texts(n.why)
+
+
+def test_omnigrok_claims_rest_on_the_band_and_on_the_weight_decay():
+    """Each Omnigrok sentence checks its premise: the band is read against the landscape's lowest
+    test loss (a landscape whose lowest loss is far below 0.01 puts 0.01 outside the band), and
+    weight decay is credited only where the run had it."""
+    far = story({"lu": lu_table(20, lowest=1e-4)}, mem=100, gen=2000)
+    assert far.why == [] and "did not follow the L/U landscape" in texts(far.not_seen)
+    inside = story({"lu": lu_table(20.5, start_norm=20, lowest=1e-4)}, mem=500, gen=500)
+    assert "started inside" not in texts(inside.why)
+    bare = story({"lu": lu_table(20)}, mem=100, gen=2000, weight_decay=0.0)
+    assert texts(bare.why).startswith("The weight norm fell, without weight decay, into the landscape's good band")
+    unknown = story({"lu": lu_table(20)}, mem=100, gen=2000, weight_decay=None)
+    assert texts(unknown.why).startswith("The weight norm fell into the landscape's good band")
+    entered = story({"lu": lu_table(40, start_norm=20)}, mem=100, gen=None)   # left the band: not "stayed outside"
+    assert "stayed outside" not in texts(entered.why)
+    old = {k: v for k, v in lu_table(20).items() if k != "landscape_min_test_loss"}
+    assert any("predates" in x for x in story({"lu": old}, mem=100, gen=2000).not_judged)
+
+
+def test_a_restricted_loss_that_never_falls_below_1_is_said():
+    t = progress_table(800)
+    t["restricted_loss"] = np.full(len(t["step"]), 2.5)
+    n = story({"progress": t}, mem=100, gen=2000)
+    assert "restricted loss (the loss with only the key frequencies kept) never fell below 1 nat: its lowest was 2.5" \
+        in texts(n.not_seen)
 
 
 def test_a_test_loss_that_does_not_follow_the_landscape_is_not_claimed():
