@@ -36,6 +36,7 @@ from grokscope.console import Progress
 from grokscope.errors import GrokscopeError, UsageError
 from grokscope.store import Run, RunWriter, atomic_write_json, read_json, run_status, stored_config
 from grokscope.training import TrainingInterrupted
+from grokscope.training.state import check_reusable
 
 EXECUTORS = ("local", "ray", "slurm")
 VECTORIZE = ("auto", "always", "never")
@@ -159,7 +160,7 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str,
     from grokscope.training.stacked import choose_vectorized, compatible_key, max_group_size
 
     for p in points:
-        _check_same_config(run_dir / p.name, p.config)
+        check_reusable(run_dir / p.name, p.config)
     pending = [p for p in points if run_status(run_dir / p.name) not in ("complete", "diverged")]
     unit = lambda members, stacked: {"vectorized": stacked and len(members) > 1, "runs": [
         (m.config.to_dict(), str(run_dir / m.name)) for m in members]}
@@ -193,20 +194,6 @@ def plan_units(points: list[Point], run_dir: Path, jobs: int, vectorize: str,
         else:
             units += [unit([m], False) for m in members]
     return units
-
-
-def _check_same_config(path: Path, config: RunConfig) -> None:
-    """A run directory of this sweep must hold the point's config: re-running a sweep with other
-    `--set` values under the same `--out` would otherwise reuse runs trained differently."""
-    stored = stored_config(path)
-    if stored is None or stored == config:
-        return
-    old, new = stored.to_dict(), config.to_dict()
-    diffs = [f"{section}.{key}: {old.get(section, {}).get(key)!r} there, {value!r} now"
-             for section, values in new.items() if isinstance(values, dict)
-             for key, value in values.items() if old.get(section, {}).get(key) != value]
-    raise UsageError(f"{path} was trained with another config ({'; '.join(diffs[:2]) or 'name'}); "
-                     "use another --out for this sweep or delete that run")
 
 
 # In a local worker process (`_run_local`): an event set once the sweep is stopping, after which

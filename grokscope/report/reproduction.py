@@ -116,6 +116,8 @@ def render(meta: dict[str, Any], checks: list[dict[str, Any]], figure: dict[str,
     runs, reused = meta.get("runs", 0), meta.get("runs_reused", 0)
     trained = ("training every run" if not reused else f"all {runs} runs reused from an earlier call"
                if reused == runs else f"training {runs - reused} of its {runs} runs, the others reused")
+    if reused and meta.get("reused_from"):
+        trained += f"; the reused runs were trained by {' and '.join(meta['reused_from'])}"
     lines = [f"# {meta['title']}", "",
              f"Reproduction `{meta['name']}` at scale `{meta['scale']}` of {meta['paper']}. "
              f"{sum(c['ok'] for c in judged)} of {len(judged)} headline checks within tolerance.", "",

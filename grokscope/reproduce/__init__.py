@@ -165,12 +165,12 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     repro = get(name)
     out = Path(out) if out is not None else default_out(name, scale)
     t0 = time.perf_counter()
-    REUSED[:] = [0, 0]
+    tally = Tally()
     parts = repro.parts(scale)
     if any(p.needs_data for p in parts) and not data_dir:
         raise UsageError(f"{name} needs MNIST: pass --data-dir DIR (the official IDX files; grokscope downloads "
                          "nothing, see docs/omnigrok.md)")
-    data = {part.name: train_and_measure(part, out / part.name, jobs=jobs, device=device, progress=progress,
+    data = {part.name: train_and_measure(part, out / part.name, tally, jobs=jobs, device=device, progress=progress,
                                          overrides=(f"task.data_dir={Path(data_dir).resolve()}",)
                                          if part.needs_data else ())
             for part in parts}
@@ -182,7 +182,8 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
             "scale": scale, "command": f"grokscope reproduce {repro.name} --scale {scale}",
             "settings": [list(s) for s in repro.settings], "notes": repro.notes(scale, data),
             "parts": [dataclasses.asdict(p) for p in repro.parts(scale)],
-            "seconds": round(time.perf_counter() - t0, 1), "runs_reused": REUSED[0], "runs": REUSED[1]}
+            "seconds": round(time.perf_counter() - t0, 1), "runs_reused": len(tally.reused), "runs": tally.runs,
+            "reused_from": tally.versions()}
     tables = repro.tables(scale, data)
     meta["tables"] = sorted(tables)
     write_reproduction(out, meta, [dataclasses.asdict(c) for c in checks], figure_to_json(figure), tables)
@@ -197,20 +198,46 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     return out
 
 
-def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress: bool,
+@dataclass
+class Tally:
+    """What one `reproduce` call trained and reused: the page's time covers only what it trained,
+    and it names the code the reused runs were trained by."""
+
+    runs: int = 0
+    reused: list[Path] = field(default_factory=list)
+
+    def count(self, paths: list[Path]) -> None:
+        from grokscope.store import run_status
+
+        self.runs += len(paths)
+        self.reused += [p for p in paths if run_status(p) == "complete"]
+
+    def versions(self) -> list[str]:
+        """'grokscope 0.1.0, training version 1' for each distinct pair among the reused runs."""
+        from grokscope.store import read_json
+
+        seen = set()
+        for path in self.reused:
+            info = read_json(path / "run.json")
+            seen.add(f"grokscope {info.get('grokscope_version', '?')}, training version "
+                     f"{info.get('training_version', 'unrecorded')}")
+        return sorted(seen)
+
+
+def train_and_measure(part: Part, out: Path, tally: Tally | None = None, *, jobs: int, device: str, progress: bool,
                       overrides: tuple[str, ...] = ()) -> list[RunData]:
     from grokscope.analysis import analyze
     from grokscope.experiments.sweep import expand, parse_grid, sweep
-    from grokscope.store import Run, run_status
+    from grokscope.store import Run
     from grokscope.tables import read_manifest, read_table, table_path
 
     part = dataclasses.replace(part, overrides=(*part.overrides, *overrides))
+    tally = tally if tally is not None else Tally()
     if part.landscape:
-        return landscape_runs(part, out, jobs=jobs, device=device, progress=progress)
+        return landscape_runs(part, out, tally, jobs=jobs, device=device, progress=progress)
     points = expand([part.preset], [parse_grid(g) for g in part.grid], part.seeds, list(part.overrides),
                     part.checkpoints)
-    REUSED[0] += sum(run_status(out / "runs" / p.name) == "complete" for p in points)
-    REUSED[1] += len(points)
+    tally.count([out / "runs" / p.name for p in points])
     sweep(part.preset, list(part.grid), seeds=part.seeds, overrides=list(part.overrides), out=out, jobs=jobs,
           checkpoints=part.checkpoints, device=device, progress=progress)
     runs = []
@@ -229,19 +256,15 @@ def train_and_measure(part: Part, out: Path, *, jobs: int, device: str, progress
     return runs
 
 
-REUSED = [0, 0]   # (runs already complete, runs) over this call's sweeps: what the page's time covers
-
-
-def landscape_runs(part: Part, out: Path, *, jobs: int, device: str, progress: bool) -> list[RunData]:
+def landscape_runs(part: Part, out: Path, tally: Tally, *, jobs: int, device: str, progress: bool) -> list[RunData]:
     """Omnigrok's landscape: the preset trained at each norm scale with the norm held there
     (`experiments.landscape`); one RunData per scale, coords {"scale": s}."""
     from grokscope.config import load_preset, with_overrides
     from grokscope.experiments.landscape import landscape, parse_scales
-    from grokscope.store import Run, run_status
+    from grokscope.store import Run
 
     scales = parse_scales(part.landscape)
-    REUSED[0] += sum(run_status(out / f"scale_{s:g}") == "complete" for s in scales)
-    REUSED[1] += len(scales)
+    tally.count([out / f"scale_{s:g}" for s in scales])
     landscape(with_overrides(load_preset(part.preset), list(part.overrides)), scales, out, jobs=jobs,
               progress=progress, device=device)
     runs = []

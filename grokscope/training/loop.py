@@ -46,7 +46,15 @@ from grokscope.tasks import task_targets
 from grokscope.training import graphed
 from grokscope.training.optim import lr_at
 from grokscope.training.schedule import checkpoint_schedule
-from grokscope.training.state import DTYPES, RunState, default_out, project_to_norm, setup_run, weight_norm
+from grokscope.training.state import (
+    DTYPES,
+    RunState,
+    check_reusable,
+    default_out,
+    project_to_norm,
+    setup_run,
+    weight_norm,
+)
 
 
 class TrainingInterrupted(GrokscopeError):
@@ -446,6 +454,8 @@ def ensure_trained(config: RunConfig, out: str | os.PathLike, *, progress: bool 
     when it was interrupted, train it otherwise (TrainingDiverged when it diverges now). What
     sweeps, landscapes and benchmarks call."""
     status = run_status(out)
+    if status is not None:
+        check_reusable(Path(out), config)
     if status in ("complete", "diverged"):
         return Run(out)
     return train(config, out, resume=status is not None, progress=progress, device=device)

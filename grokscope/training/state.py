@@ -24,6 +24,11 @@ from grokscope.training.schedule import checkpoint_schedule
 from grokscope.version import __version__
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# What training computes from a config, as a number: bump it with any change that makes the same
+# config train to other numbers (an initialization, a loss, an optimizer detail). run.json records
+# it, and a run directory is reused (sweeps, landscapes, reproductions) only at the same config
+# and the same training version (`check_reusable`).
+TRAINING_VERSION = 1
 MAX_LR_STEP = 1e37  # torch's AdamW computes 1 - lr * weight_decay in float32: 1e38 overflows
 
 
@@ -194,7 +199,7 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
     estimate = disk_estimate(config, model)
     check_disk(out, estimate - (directory_bytes(out) if resume else 0), resume)
     info = {
-        "grokscope_version": __version__, "torch_version": torch.__version__,
+        "grokscope_version": __version__, "training_version": TRAINING_VERSION, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "device": device,
         "config": config.to_dict(), "status": "running",
         "n_params": sum(p.numel() for p in params),
@@ -217,3 +222,27 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
             "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train",
             config.split_seed))
     return st
+
+
+def check_reusable(path: Path, config: RunConfig) -> None:
+    """A run directory that already holds a run (complete, diverged or interrupted) may stand in
+    for `config` only when it was trained from the same config by the same training code:
+    otherwise a quick run could stand in for a full one, or a run trained before a fix for one
+    trained after it. UsageError naming what differs and the fix."""
+    from grokscope.store import read_json, stored_config
+
+    stored = stored_config(path)
+    if stored is None:
+        return
+    if stored != config:
+        old, new = stored.to_dict(), config.to_dict()
+        diffs = [f"{section}.{key}: {old.get(section, {}).get(key)!r} there, {value!r} now"
+                 for section, values in new.items() if isinstance(values, dict)
+                 for key, value in values.items() if old.get(section, {}).get(key) != value]
+        raise UsageError(f"{path} was trained with another config ({'; '.join(diffs[:2]) or 'name'}); "
+                         "use another --out or delete that run")
+    version = read_json(Path(path) / "run.json").get("training_version")
+    if version != TRAINING_VERSION:
+        raise UsageError(f"{path} was trained by other training code (training version {version or 'unrecorded'}, "
+                         f"this grokscope trains version {TRAINING_VERSION}); delete that run to train it again, "
+                         "or use another --out")

@@ -47,3 +47,21 @@ def test_mnist_preset_trains_from_the_data_dir(tmp_path):
     assert split["n_train"] == 1000 and split["n_total"] == 10000
     r = run_cli("train", "--preset", "mnist-small", "--out", tmp_path / "n", "--quiet")
     assert r.returncode == 2 and "--data-dir" in r.stderr
+
+
+def test_a_point_run_is_reused_only_at_the_same_config_and_training_code(tmp_path):
+    """A landscape (and so `reproduce omnigrok`) refuses to let a run of another config (fewer
+    steps: a quick run standing in for a full one) or one trained by other training code (no
+    `training_version`, or another) stand in for a point; the message names what differs and the fix."""
+    quick = with_overrides(load_preset("teacher-student"), ["train.steps=40", "train.log_every=5"])
+    full = with_overrides(quick, ["train.steps=60"])
+    landscape(quick, [1.0], tmp_path / "ls", jobs=1, progress=False)
+    with pytest.raises(UsageError, match="train.steps: 40 there, 60 now.*another --out or delete"):
+        landscape(full, [1.0], tmp_path / "ls", jobs=1, progress=False)
+    info_path = tmp_path / "ls" / "scale_1" / "run.json"
+    info = json.loads(info_path.read_text())
+    assert info["training_version"] >= 1
+    del info["training_version"]
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(UsageError, match="other training code \\(training version unrecorded"):
+        landscape(quick, [1.0], tmp_path / "ls", jobs=1, progress=False)
