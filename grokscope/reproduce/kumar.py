@@ -64,8 +64,9 @@ def modadd_checks(scale: str, data: Data) -> list[Check]:
               delay is not None and 0 < delay <= train, "99% test within one train time after 100% train",
               SOURCE_83),
         Check("s = 1: weight norm over training", "grows (no weight decay)",
-              f"{norm[0]:.0f} -> {norm[-1]:.0f} ({norm[-1] / norm[0]:.1f}x)", bool(norm[-1] > 1.5 * norm[0]),
-              "grows by more than 1.5x", "Kumar et al. 2024, App. 16.1"),
+              f"{norm[0]:.0f} -> {norm[-1]:.0f} ({norm[-1] / norm[0]:.1f}x)", None,
+              "not judged: without weight decay gradient descent on this loss grows the norm by construction, and "
+              "the paper gives no number to hold it to", "Kumar et al. 2024, App. 16.1"),
         Check("s = 1: final test loss against predicting zeros (1.0)", "far below (100% test accuracy)",
               f"{final_test:.3g}", final_test < 0.1, "below 0.1", SOURCE_83),
         Check(f"delay (99% test - 100% train) grows with s ({', '.join(f'{s:g}' for s in sorted(delays))})",
@@ -103,17 +104,20 @@ def modadd_figure(scale: str, data: Data) -> Figure:
 
 
 def modadd_notes(scale: str, data: Data) -> list[str]:
+    runs = _by_s(data)
     rows = [f"s = {s:g}: 100% train at step {fmt_step(_steps(r)[0])}, 99% test at step {fmt_step(_steps(r)[1])}"
-            for s, r in sorted(_by_s(data).items())]
+            for s, r in sorted(runs.items())]
+    train = _steps(runs[1.0])[0] if 1.0 in runs else None
+    mean = (f": at s = 1, 100% train accuracy would come about 23 times later than the step {fmt_step(train)} "
+            "measured here" if train is not None else "")
     return rows + [
         "The issue's description gives both 'MSE divided by s²' and 'lr 100/s²'. For gradient descent the two "
         "are the same scaling (dividing the loss by s² divides every gradient, hence every step, by s²); "
-        "applying both diverges at s = 0.5 (measured: NaN by step 500) and slows s = 2 fourfold. The preset "
-        "applies it once, as lr 100/s² (`model.alpha_lr = true`).",
+        "applying both would scale the step by 1/s⁴ instead of 1/s². The preset applies it once, as lr 100/s² "
+        "(`model.alpha_lr = true`).",
         "The squared error is summed over the 23 outputs and averaged over examples (`train.loss = \"sse\"`). "
         "Averaged over the outputs as well (`mse` = sse/23), gradient descent at the same lr takes 23x smaller "
-        "steps along the same path: at s = 1, 100% train accuracy would come near step 22,500 instead of about "
-        "1,000, ten times the paper's ~2k, so the paper's reduction is the sum.",
+        f"steps along the same path{mean}, against the paper's ~2k, so the paper's reduction is the sum.",
     ]
 
 
@@ -194,8 +198,11 @@ def toy_checks(scale: str, data: Data) -> list[Check]:
               "near step 500", f"{test[0]:.3g} -> {test[peak_i]:.3g} ({bump:.2f}x) at step {int(step[peak_i]):,}",
               bool(1.05 <= bump <= 1.6 and 150 <= step[peak_i] <= 1500), "1.05x to 1.6x, peak between 150 and 1,500",
               SOURCE_FIG1, "β differs with the seed, so the levels differ; the ratio and timing are what carry over"),
+        # judged only where the run is long enough to miss the range on both sides
         Check("train loss at 10% of its start (step)", "< 0.1 (about 11% of the start) near 7.9k", fmt_step(train10),
-              within_factor(train10, 7900, 2) if full or train10 is not None else None, "within 2x", SOURCE_FIG1),
+              within_factor(train10, 7900, 2) if int(step[-1]) >= 2 * 7900 else None,
+              "within 2x" if int(step[-1]) >= 2 * 7900 else f"not judged: the run stops at step {int(step[-1]):,}, "
+              "before the range's end (15,800)", SOURCE_FIG1),
         Check("test loss at 10% of its start (step)", "< 0.1 near 38k", fmt_step(test10),
               within_factor(test10, 38000, 2) if full else None, "within 2x", SOURCE_FIG1),
     ]

@@ -57,7 +57,8 @@ def checks(scale: str, data: Data) -> list[Check]:
     summary = landscape_summary(table)
     at10 = float(table["best_test_loss"][np.argmin(abs(table["scale"] - 10))])
     out = [
-        Check("L: the train loss fits from scale (x w0)", "0.63", f"{summary['threshold_scale']:g}",
+        Check("L: the train loss fits from scale (x w0)", "0.63",
+              "at no scale" if summary["threshold_scale"] is None else f"{summary['threshold_scale']:g}",
               summary["threshold_scale"] is not None and 0.3 <= summary["threshold_scale"] <= 1.0,
               "between 0.3 and 1 (one grid step of 0.63)" if full else "between 0.3 and 1", SOURCE),
         Check("U: the test loss is lowest at scale", "near 1", f"{summary['test_min_scale']:g}",
@@ -66,10 +67,20 @@ def checks(scale: str, data: Data) -> list[Check]:
               "within 2x", SOURCE, "grokscope used to read about 32 here: its MLP drew weights N(0, 1/fan_in), "
               "not PyTorch's U(±1/√fan_in) that Omnigrok's scale multiplies; `model.init = \"torch\"` fixes it"),
     ]
-    mn = data["mnist"][0].metrics
+    out += _mnist_checks(full, data["mnist"][0].metrics) if data.get("mnist") else []
+    ma = data["modadd"][0].metrics
+    mem, gen = first_step(ma, "train_acc", at_least=0.99), first_step(ma, "test_acc", at_least=0.99)
+    gap = None if mem is None or gen is None else gen - mem
+    out.append(Check("modular addition, norm held at 0.8 w0, no weight decay: test follows train",
+                     "within tens of steps, near step 300", f"99% train at {fmt_step(mem)}, 99% test at {fmt_step(gen)}",
+                     gap is not None and gap <= 100 and mem <= 600, "gap at most 100 steps, train by 600", SOURCE))
+    return out
+
+
+def _mnist_checks(full: bool, mn) -> list[Check]:
     norm = np.asarray(mn["weight_norm"], dtype=float)
     fit = first_step(mn, "train_acc", at_least=0.99)
-    out += [
+    out = [
         Check("MNIST: initial weight norm at init scale 8", "about 92 (8 x 11.7)", f"{norm[0]:.1f}",
               82 <= norm[0] <= 102, "within 10%", SOURCE),
         Check("MNIST: train accuracy about 1 (step)", "by about 2,000", fmt_step(fit),
@@ -85,12 +96,6 @@ def checks(scale: str, data: Data) -> list[Check]:
         out.append(Check("MNIST: weight norm at the end", "falls from about 92 to about 52",
                          f"{norm[0]:.1f} -> {norm[-1]:.1f}", 0.8 * 52 <= norm[-1] <= 1.2 * 52, "within 20% of 52",
                          SOURCE))
-    ma = data["modadd"][0].metrics
-    mem, gen = first_step(ma, "train_acc", at_least=0.99), first_step(ma, "test_acc", at_least=0.99)
-    gap = None if mem is None or gen is None else gen - mem
-    out.append(Check("modular addition, norm held at 0.8 w0, no weight decay: test follows train",
-                     "within tens of steps, near step 300", f"99% train at {fmt_step(mem)}, 99% test at {fmt_step(gen)}",
-                     gap is not None and gap <= 100 and mem <= 600, "gap at most 100 steps, train by 600", SOURCE))
     return out
 
 

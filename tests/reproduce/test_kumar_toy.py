@@ -17,16 +17,35 @@ def test_halving_gap_reads_the_first_step_at_half_the_start():
     assert halving_gap(m) == (20, 30)
 
 
-def _run(name, coords, test_bump=1.2, gap=3500, align=(0.008, 0.013), lazy=0.66):
+def _run(name, coords, test_bump=1.2, gap=3500, align=(0.008, 0.013), lazy=0.66, train_tau=2500, test_tau=9000,
+         norm_end=1400):
     step = np.arange(0, 100001, 10)
-    train = 0.89 * np.where(step < 250, 1, 0.8) * np.exp(-np.maximum(step - 2000, 0) / 2500) + 1e-4
+    train = 0.89 * np.where(step < 250, 1, 0.8) * np.exp(-np.maximum(step - 2000, 0) / train_tau) + 1e-4
     test = 0.89 * (1 + (test_bump - 1) * np.exp(-((step - 500) / 300) ** 2)) * np.exp(
-        -np.maximum(step - 2000 - gap, 0) / 9000) + 0.03
-    metrics = {"step": step, "train_loss": train, "test_loss": test, "weight_norm": np.linspace(200, 1400, len(step))}
+        -np.maximum(step - 2000 - gap, 0) / test_tau) + 0.03
+    metrics = {"step": step, "train_loss": train, "test_loss": test, "weight_norm": np.linspace(200, norm_end, len(step))}
     tables = {"ntk_alignment": {"step": np.array([0, 100000]), "alignment_test": np.array(align),
                                 "alignment_train": np.array(align), "kernel_regression_test_loss": np.array([lazy, lazy]),
                                 "n_train_points": np.array([550, 550]), "n_test_points": np.array([1000, 1000])}}
     return RunData(name, coords, 0, "complete", metrics, {}, tables)
+
+
+def _gap_run(alpha, delay):
+    """A run whose train loss halves at step 1,000 and test loss `delay` steps later."""
+    step = np.arange(0, 100001, 10)
+    return RunData(f"a{alpha}", {"model.alpha": alpha}, 0, "complete",
+                   {"step": step, "train_loss": np.where(step < 1000, 1.0, 0.1),
+                    "test_loss": np.where(step < 1000 + delay, 1.0, 0.1)}, {}, {})
+
+
+def test_every_judged_check_passes_on_the_papers_numbers_and_fails_off_them():
+    good = {"alpha": [_gap_run(0.25, 900), _run("a1", {"model.alpha": 1.0}, gap=0), _gap_run(4.0, 15000)]}
+    checks = toy_checks("full", good)
+    assert all(c.ok for c in checks), [(c.quantity, c.ours) for c in checks if not c.ok]
+    off = _run("a1", {"model.alpha": 1.0}, test_bump=1.0, gap=0, align=(0.05, 0.04), lazy=0.66 * 1.6,
+               train_tau=60000, test_tau=10 ** 6, norm_end=220)
+    bad = toy_checks("full", {"alpha": [_gap_run(0.25, 15000), off, _gap_run(4.0, 900)]})
+    assert [c.quantity for c in bad if c.ok is False] == [c.quantity for c in checks] and len(checks) == 10
 
 
 def test_the_checks_pass_on_the_papers_numbers_and_fail_on_the_old_probe_defaults():

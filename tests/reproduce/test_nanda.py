@@ -10,19 +10,23 @@ from grokscope.reproduce import RunData
 from grokscope.reproduce.nanda import checks
 
 
-def mainline(mem=270, peak=30.0, peak_at=1400, grok=7600, fall=700, restricted_first=True, keys="14 35 41 42 52"):
+def mainline(mem=270, peak=30.0, peak_at=1400, grok=7600, fall=700, restricted_first=True, keys="14 35 41 42 52",
+             sparse=True, excluded_rise=True, norm_falls=True):
     step = np.arange(0, 20001, 10)
     train = np.exp(-step / (mem / np.log(100)))
     rise = peak * np.exp(-((step - peak_at) / 600.0) ** 2)
     test = np.where(step < grok, np.maximum(rise, 1.5), np.exp(-(step - grok) / (fall / np.log(100))))
     norm = np.where(step < peak_at, 40 + step / peak_at * 10, 50 - 25 * (step - peak_at) / 18600)
+    norm = norm if norm_falls else 40 + step / 1000
     metrics = {"step": step, "train_loss": train, "test_loss": test, "train_acc": (train < 0.1).astype(float),
                "test_acc": (test < 0.1).astype(float), "weight_norm": norm}
     ps = np.linspace(0, 20000, 41).astype(int)
     restricted = np.interp(ps, step, test) * (0.3 if restricted_first else 3.0)
-    excluded = np.where(ps <= 1400, 0.01, np.where(ps <= grok, 5.0, 10.0))
+    excluded = np.where(ps <= 1400, 0.01, np.where(ps <= grok, 5.0, 10.0)) if excluded_rise else np.full(len(ps), 0.01)
+    gini = (np.linspace(0.1, 0.7, len(ps)), np.linspace(0.2, 0.8, len(ps))) if sparse else \
+        (np.full(len(ps), 0.1), np.full(len(ps), 0.2))
     tables = {"fourier": {"step": ps, "key_frequencies": np.array([keys] * len(ps), dtype=object),
-                          "gini_embed": np.linspace(0.1, 0.7, len(ps)), "gini_neuron_logit": np.linspace(0.2, 0.8, len(ps))},
+                          "gini_embed": gini[0], "gini_neuron_logit": gini[1]},
               "progress": {"step": ps, "restricted_loss": restricted, "excluded_loss": excluded,
                            "test_loss": np.interp(ps, step, test), "train_loss": np.interp(ps, step, train)}}
     return RunData("nanda", {}, 0, "complete", metrics, {}, tables)
@@ -36,14 +40,14 @@ def half(grok=740):
 
 def test_the_checks_pass_on_the_published_dynamics_and_fail_off_them():
     good = checks("full", {"mainline": [mainline()], "fraction": [half()]})
-    assert all(c.ok for c in good), [(c.quantity, c.ours) for c in good if not c.ok]
-    bad = checks("full", {"mainline": [mainline(mem=3000, peak=3.0, grok=60000, restricted_first=False, keys="1")],
+    assert all(c.ok is not False for c in good), [(c.quantity, c.ours) for c in good if c.ok is False]
+    bad = checks("full", {"mainline": [mainline(mem=3000, peak=3.0, grok=60000, restricted_first=False, keys="1",
+                                                sparse=False, excluded_rise=False, norm_falls=False)],
                           "fraction": [half(grok=6000)]})
-    failed = {c.quantity for c in bad if not c.ok}
-    for q in ("train loss below 0.01 (step)", "test loss peak (value, step)", "test loss below 1 (step)",
-              "key frequencies of the final model", "restricted loss falls below 1 before the test loss",
-              "data fraction 0.5: test loss below 1 (step)"):
-        assert q in failed, q
+    # every judged check fails off the published dynamics (none of them holds by construction)
+    judged = [c.quantity for c in good if c.ok is not None]
+    assert [c.quantity for c in bad if c.ok is False] == judged and len(judged) == 10
+    assert [c.quantity for c in good if c.ok is None] == ["phases: memorization / circuit formation / cleanup start"]
 
 
 def test_quick_scale_memorizes_when_the_published_runs_do(tmp_path):
