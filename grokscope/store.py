@@ -21,6 +21,7 @@ import os
 import shutil
 import struct
 import tempfile
+import zlib
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -150,11 +151,18 @@ def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None
     return np_save(arrays, metadata=metadata)
 
 
+CHECKSUM = "data_crc32"   # the metadata key: CRC-32 of the tensor bytes, checked on every load
+
+
 def _canonical_header(data: bytes) -> bytes:
-    """Rewrite the JSON header with sorted keys: safetensors orders metadata keys arbitrarily,
-    and we want a re-run to produce identical bytes."""
+    """Rewrite the JSON header with sorted keys (safetensors orders metadata keys arbitrarily,
+    and we want a re-run to produce identical bytes), adding the tensor bytes' checksum: a
+    safetensors header says nothing of its data, so bytes damaged on disk would load as other
+    weights."""
     n = struct.unpack("<Q", data[:8])[0]
-    header = json.dumps(json.loads(data[8: 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    parsed = json.loads(data[8: 8 + n])
+    parsed.setdefault("__metadata__", {})[CHECKSUM] = f"{zlib.crc32(data[8 + n:]):08x}"
+    header = json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)  # safetensors pads the header to 8 bytes
     return struct.pack("<Q", len(header)) + header + data[8 + n:]
 
@@ -171,12 +179,16 @@ def load_tensors(path: str | os.PathLike, hint: str = "") -> tuple[dict[str, tor
     if expected != len(data):
         raise CorruptFileError(f"{path.name} is truncated (expected {expected} bytes, found "
                                f"{len(data)}){fix}")
+    n = struct.unpack("<Q", data[:8])[0]
+    metadata = json.loads(data[8: 8 + n]).get("__metadata__", {})
+    if CHECKSUM in metadata and metadata[CHECKSUM] != f"{zlib.crc32(data[8 + n:]):08x}":
+        raise CorruptFileError(f"{path.name} is damaged (its tensor bytes do not match the checksum written with "
+                               f"them){fix}")
     try:
         tensors = st_load(data)
     except Exception as e:  # safetensors raises its own error types
         raise CorruptFileError(f"{path.name} could not be read ({e}){fix}") from None
-    header = json.loads(data[8: 8 + struct.unpack("<Q", data[:8])[0]])
-    return tensors, header.get("__metadata__", {})
+    return tensors, {k: v for k, v in metadata.items() if k != CHECKSUM}
 
 
 def _safetensors_size(data: bytes) -> int | None:
@@ -543,7 +555,9 @@ class Run:
             near = ", ".join(map(str, self.steps[:5]))
             raise UsageError(f"run {self.name} has no checkpoint at step {step}; "
                              f"checkpointed steps start {near} ... (see run.steps)")
-        tensors, _ = load_tensors(path, hint=f"re-run `grokscope train --resume {self.path}`")
+        # training writes a checkpoint once: resuming does not bring a damaged one back
+        tensors, _ = load_tensors(path, hint="restore it from a copy, or train the run again into a new --out "
+                                             "(its other checkpoints are unaffected)")
         return tensors
 
     def model(self, step: int | None = None, device: str = "cpu") -> torch.nn.Module:
