@@ -22,7 +22,7 @@ from grokscope.store import Run, read_metrics_rows
 EXAMPLE = ROOT / "docs" / "examples" / "own_loop.py"
 
 
-def record(out, steps=40, log=True, hooks=HOOKS, **kw):
+def record(out, steps=40, log=True, hooks=HOOKS, test_loss=1.0, **kw):
     torch.manual_seed(0)
     model = Plain()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1.0)
@@ -33,7 +33,7 @@ def record(out, steps=40, log=True, hooks=HOOKS, **kw):
         if rec.wants(step):
             rec.checkpoint(step, model)
         if log:
-            rec.log(step, train_loss=loss, test_loss=float("nan") if not log else 1.0)
+            rec.log(step, train_loss=loss, test_loss=test_loss)
         if step < steps:
             opt.zero_grad()
             loss.backward()
@@ -212,3 +212,21 @@ def test_a_probe_a_plain_model_cannot_feed_says_what_to_map(tmp_path):
     assert probes["patching"]["status"] == "skipped"
     assert {"metrics", "weights", "ntk_spectrum", "ntk_alignment", "lu"} <= set(tables)
     assert tables["lu"]["norm_scale"][-1] == pytest.approx(1.0, rel=1e-4)   # the last checkpoint is the model
+
+
+def test_a_loop_that_logs_only_nan_test_losses_gets_them_measured_or_kept(tmp_path):
+    """No test loss logged (NaN at every step): `finish` measures every checkpoint's losses from its
+    weights (the measured rows agree with the model), or, with measure_missing=False, keeps NaN and
+    the run still reads back."""
+    rec, model = record(tmp_path / "m", steps=6, test_loss=float("nan"))
+    run = rec.finish()
+    rows = read_metrics_rows(tmp_path / "m" / "metrics.csv")
+    assert [r[0] for r in rows] == run.steps and all(math.isfinite(r[3]) for r in rows)
+    last = run.model(6)
+    want = nn.functional.cross_entropy(last(run.task.test_inputs), run.task.test_labels)
+    assert rows[-1][3] == pytest.approx(float(want), rel=1e-5)
+    rec, _ = record(tmp_path / "k", steps=6, test_loss=float("nan"))
+    kept = rec.finish(measure_missing=False)
+    rows = read_metrics_rows(tmp_path / "k" / "metrics.csv")
+    assert len(rows) == 7 and all(math.isnan(r[3]) for r in rows) and all(math.isfinite(r[1]) for r in rows)
+    assert all(math.isnan(v) for v in kept.metrics["test_loss"]) and kept.info["generalization_step"] is None

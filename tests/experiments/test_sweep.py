@@ -133,6 +133,10 @@ def test_ray_executor_gives_the_same_runs(tmp_path, monkeypatch):
     local = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "local", jobs=1, progress=False)
     assert calls["address"] == "auto"
     assert (ray_out / "phases.csv").read_text() == (local / "phases.csv").read_text()
+    runs = sorted(p.name for p in (local / "runs").iterdir())
+    assert runs and runs == sorted(p.name for p in (ray_out / "runs").iterdir())
+    for name in runs:   # the same training, not only the same phases
+        assert (ray_out / "runs" / name / "metrics.csv").read_bytes() == (local / "runs" / name / "metrics.csv").read_bytes()
 
 
 def test_ray_missing_is_a_usage_error(tmp_path, monkeypatch):
