@@ -233,7 +233,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         early = {"stopped_early_at": stopped_early} if stopped_early is not None else {}
         st.writer.set_status(st.info, "complete", memorization_step=memorized,
                              generalization_step=generalized, **early,
-                             train_seconds=round(elapsed / len(stepper.runs), 3),
+                             train_seconds=st.train_seconds(elapsed),
                              io_seconds=round(io_seconds / len(stepper.runs), 3), **group)
         if progress:
             print(summary_line(st.writer.path, memorized, generalized, elapsed, st.task.is_regression),

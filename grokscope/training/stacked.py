@@ -110,6 +110,8 @@ class StackedStepper:
             self.runs.append(setup_run(config, out, resume=resume, device=device,
                                        info_extra={"trainer": f"vectorized ({len(configs)} models)",
                                                    "stacked_with": [o.name for o in outs]}))
+        for st in self.runs:
+            st.share = len(self.runs)   # each run's training time is its share of the group's
         self.tasks = [st.task for st in self.runs]
         self.step = min(st.step for st in self.runs)
         for st in self.runs:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,17 @@ class RunState:
     step: int = 0
     fixed_norm: float | None = None
     diverged_at: int | None = None
+    # training time: the earlier segments' (from run.json, when resumed) and this one's, of which a
+    # stacked group's run counts its share
+    seconds_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    share: int = 1
+
+    def train_seconds(self, elapsed: float | None = None) -> float:
+        """Seconds of training over every segment of the run: this segment's `elapsed` (or the
+        time since it started) divided among its group, plus the earlier segments'."""
+        elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
+        return round(self.seconds_before + elapsed / self.share, 3)
 
     @property
     def params(self) -> list[Tensor]:
@@ -171,8 +183,12 @@ class RunState:
         self.step = int(meta["step"])
 
     def flush(self) -> None:
-        """Metrics, then the resume state (RunWriter.save_resume_state)."""
+        """Metrics, then the resume state (RunWriter.save_resume_state), then the training time so
+        far in run.json (a killed run resumes counting from there; the time after its last resume
+        state is redone, and counted again)."""
         self.writer.save_resume_state(*self.resume_tensors())
+        self.info["train_seconds"] = self.train_seconds()
+        self.writer.write_info(self.info)
 
 
 def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu",
@@ -214,6 +230,7 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
         st.load_resume()
         writer.load_rows(st.step)
         st.info = {**writer.read_info(), "status": "running"}
+        st.seconds_before = float(st.info.get("train_seconds") or 0.0)
         writer.write_info(st.info)
     elif resume:
         writer.write_info(info)

@@ -256,3 +256,21 @@ def test_the_s3_notebook_settings_train_the_same_stacked_and_alone(tmp_path, flo
     W = run.state_dict(0)["embed.W_E"]
     assert float(run.metrics["train_loss"][0] - bare.metrics["train_loss"][0]) == pytest.approx(
         1e-3 * float(W.abs().mean()), rel=1e-9)
+
+
+def test_train_seconds_count_every_resumed_segment(tmp_path, monkeypatch):
+    """run.json's train_seconds is the whole run's: an interrupted stacked group records its time
+    so far with each resume state, and the resumed run adds its own segment to it."""
+    import json
+
+    configs = [toy(steps=60, **{"optim.lr": lr}) for lr in (1e-3, 3e-3)]
+    outs = [tmp_path / "a", tmp_path / "b"]
+    undo = interrupt_stacked_at(monkeypatch, 40)
+    with pytest.raises(TrainingInterrupted):
+        train_many(configs, outs)
+    undo()
+    first = json.loads((outs[0] / "run.json").read_text())["train_seconds"]
+    assert first > 0
+    train_many(configs, outs)
+    info = json.loads((outs[0] / "run.json").read_text())
+    assert info["status"] == "complete" and info["train_seconds"] > first
