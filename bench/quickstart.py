@@ -18,7 +18,7 @@ import torch
 from grokscope import load_preset, train
 from grokscope.measures.losses import loss_and_accuracy
 from grokscope.models import build_model
-from grokscope.store import save_tensors
+from grokscope.files import save_tensors
 from grokscope.tasks import build_task
 from grokscope.training.schedule import checkpoint_schedule
 

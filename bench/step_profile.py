@@ -27,7 +27,7 @@ from einops import einsum
 from grokscope import load_preset
 from grokscope.models import build_model
 from grokscope.models.transformer import Transformer
-from grokscope.store import save_tensors
+from grokscope.files import save_tensors
 from grokscope.tasks import build_task
 from grokscope.training.state import weight_norm
 

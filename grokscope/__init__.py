@@ -73,3 +73,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+if "IPython" in __import__("sys").modules:   # a notebook or an IPython shell: runs display as HTML
+    importlib.import_module("grokscope.report.notebook")

@@ -230,7 +230,7 @@ def _plan(args) -> int:
 
     from grokscope.config import load_preset, with_overrides
     from grokscope.models import build_model
-    from grokscope.store import format_bytes, free_bytes
+    from grokscope.files import format_bytes, free_bytes
     from grokscope.tasks import build_task
     from grokscope.training.schedule import checkpoint_schedule
     from grokscope.training.state import check_config, default_out, disk_estimate
@@ -254,7 +254,8 @@ def _plan(args) -> int:
 def cmd_info(args) -> int:
     import numpy as np
 
-    from grokscope.store import directory_bytes, format_bytes, load_run
+    from grokscope.files import directory_bytes, format_bytes
+    from grokscope.store import load_run
 
     if args.preset:
         if args.run:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grokscope.store import atomic_write_json, read_json
+from grokscope.files import atomic_write_json, read_json
 
 SPEC_SUFFIX = ".spec.json"
 PANEL_KINDS = ("lines", "heatmap", "stack")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from grokscope.errors import CorruptFileError, UsageError
-from grokscope.store import atomic_write_bytes, atomic_write_json, read_json
+from grokscope.files import atomic_write_bytes, atomic_write_json, read_json
 
 Table = dict[str, np.ndarray]
 

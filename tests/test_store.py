@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from grokscope.errors import CorruptFileError, UsageError
-from grokscope.store import atomic_write_text, load_run, load_tensors, save_tensors
+from grokscope.files import atomic_write_text, load_tensors, save_tensors
+from grokscope.store import load_run
 from grokscope.training import train
 
 
@@ -44,13 +45,30 @@ def test_safetensors_round_trip_with_metadata(tmp_path):
     assert meta["step"] == "7" and torch.equal(back["a"], t["a"]) and torch.equal(back["b"], t["b"])
 
 
+def test_a_flipped_byte_in_the_tensor_data_is_detected(tmp_path):
+    """The header says nothing of the data: the CRC-32 written with it does. A file without one (written
+    before it was added) loads as before."""
+    path = tmp_path / "x.safetensors"
+    save_tensors(path, {"a": torch.arange(64, dtype=torch.float32)}, {"step": "1"})
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match=r"x.safetensors is damaged \(its tensor bytes do not match"):
+        load_tensors(path)
+    from safetensors.torch import save_file
+
+    save_file({"a": torch.ones(3)}, str(tmp_path / "old.safetensors"), metadata={"step": "2"})
+    back, meta = load_tensors(tmp_path / "old.safetensors")
+    assert meta == {"step": "2"} and torch.equal(back["a"], torch.ones(3))
+
+
 def test_truncated_checkpoint_is_detected(tiny, tmp_path):
     run = train(tiny(), tmp_path / "r", progress=False)
     path = run.checkpoint_path(20)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptFileError, match=r"step_00000020.safetensors is truncated \(expected "
-                                               rf"{len(data)} bytes, found {len(data) // 2}\).*--resume"):
+                                               rf"{len(data)} bytes, found {len(data) // 2}\).*restore it from a copy"):
         run.model(20)
     path.write_bytes(data[:5])
     with pytest.raises(CorruptFileError, match="not a safetensors file"):
@@ -88,7 +106,7 @@ def test_a_creation_killed_before_run_json_is_started_again(tiny, tmp_path):
 def test_serialized_bytes_equal_safetensors_torch_for_every_dtype():
     from safetensors.torch import save as torch_save
 
-    from grokscope.store import _canonical_header, _serialize
+    from grokscope.files import _canonical_header, _serialize
 
     tensors = {"w": torch.randn(3, 4), "scalar": torch.tensor(2.5), "empty": torch.zeros(0, 3),
                "ids": torch.arange(5), "mask": torch.tensor([True, False]), "f64": torch.randn(2, dtype=torch.float64),

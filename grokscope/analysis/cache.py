@@ -14,7 +14,8 @@ import numpy as np
 
 from grokscope.errors import CorruptFileError
 from grokscope.probes.base import Probe
-from grokscope.store import Run, atomic_write_bytes, atomic_write_json, read_json
+from grokscope.files import atomic_write_bytes, atomic_write_json, read_json
+from grokscope.store import Run
 
 
 def checkpoint_hashes(run: Run, steps: list[int], cache_dir: Path) -> dict[int, str]:

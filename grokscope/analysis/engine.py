@@ -31,7 +31,8 @@ from grokscope.console import Progress
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe, unmet_need
 from grokscope.specs import write_spec
-from grokscope.store import Run, atomic_write_bytes, load_run
+from grokscope.files import atomic_write_bytes
+from grokscope.store import Run, load_run
 from grokscope.tables import (
     Table,
     analysis_lock,

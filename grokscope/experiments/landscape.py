@@ -24,7 +24,8 @@ from grokscope.console import Progress
 from grokscope.errors import UsageError
 from grokscope.measures.landscape import landscape_summary
 from grokscope.specs import FigureSpec, Panel
-from grokscope.store import atomic_write_json, load_run
+from grokscope.files import atomic_write_json
+from grokscope.store import load_run
 from grokscope.tables import Table, landscape_table_path, write_table
 
 

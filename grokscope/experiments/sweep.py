@@ -34,7 +34,8 @@ import numpy as np
 from grokscope.config import RunConfig, load_preset, valid_keys, with_overrides
 from grokscope.console import Progress
 from grokscope.errors import GrokscopeError, UsageError
-from grokscope.store import Run, RunWriter, atomic_write_json, read_json, run_status, stored_config
+from grokscope.files import atomic_write_json, read_json
+from grokscope.store import Run, RunWriter, run_status, stored_config
 from grokscope.training import TrainingInterrupted
 from grokscope.training.state import check_reusable
 

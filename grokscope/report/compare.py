@@ -12,7 +12,8 @@ import numpy as np
 from grokscope.measures.transitions import locate_phases
 from grokscope.report.figures import figure, save_figure
 from grokscope.report.style import RC
-from grokscope.store import Run, atomic_write_text
+from grokscope.files import atomic_write_text
+from grokscope.store import Run
 from grokscope.tables import write_table
 
 COLUMNS = ("memorization_step", "generalization_step", "delay", "test_loss_peak_step", "test_loss_below_1_step")

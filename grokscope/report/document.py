@@ -23,7 +23,8 @@ from grokscope.measures.transitions import change_span
 from grokscope.report.figures import draw_figure, figure, figure_data, save_figure
 from grokscope.report.narrative import MECHANISMS, Claim, Narrative, narrative
 from grokscope.specs import SPEC_SUFFIX, FigureSpec, Panel, ReportSpec, read_spec
-from grokscope.store import Run, atomic_write_text
+from grokscope.files import atomic_write_text
+from grokscope.store import Run
 from grokscope.tables import (
     Table,
     analysis_lock,

@@ -30,7 +30,7 @@ from grokscope.report.style import (
     new_figure,
 )
 from grokscope.specs import FigureSpec, Panel
-from grokscope.store import atomic_write_bytes
+from grokscope.files import atomic_write_bytes
 from grokscope.tables import write_table
 
 FORMATS = ("png", "pdf", "svg")

@@ -113,3 +113,13 @@ def comparison_html(out: Path) -> str:
 
 
 __all__ = ["analysis_html", "comparison_html", "run_html"]
+
+
+def register() -> None:
+    """Make `Run._repr_html_` show `run_html` (called on import: the store does not import the report)."""
+    from grokscope.store import Run
+
+    Run.html_view = staticmethod(run_html)
+
+
+register()

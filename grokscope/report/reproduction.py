@@ -15,7 +15,7 @@ from grokscope.report.figures import figure_legend, save_figure
 from grokscope.report.style import ONE_COLUMN, OTHER_COLOURS, RC, SPLIT_COLOURS, TWO_COLUMN, new_figure
 from grokscope.report.sweep import COLORS as PHASE_CELL_COLOURS
 from grokscope.report.sweep import _html
-from grokscope.store import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from grokscope.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from grokscope.tables import write_table
 
 RESULT_COLUMNS = ("quantity", "paper", "ours", "within", "tolerance", "source", "note")

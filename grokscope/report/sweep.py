@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from grokscope.measures.transitions import SWEEP_PHASES as PHASES
-from grokscope.store import Run, atomic_write_text
+from grokscope.files import atomic_write_text
+from grokscope.store import Run
 
 COLORS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
           "confusion": "#9e9e9e", "diverged": "#000000", "": "#ffffff"}

@@ -214,7 +214,7 @@ class Tally:
 
     def versions(self) -> list[str]:
         """'grokscope 0.1.0, training version 1' for each distinct pair among the reused runs."""
-        from grokscope.store import read_json
+        from grokscope.files import read_json
 
         seen = set()
         for path in self.reused:

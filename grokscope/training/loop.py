@@ -41,7 +41,8 @@ from grokscope.measures.transitions import (
     transition_rules,
     transition_steps,
 )
-from grokscope.store import Run, atomic_write_json, directory_bytes, format_bytes, run_status, stored_config
+from grokscope.files import atomic_write_json, directory_bytes, format_bytes
+from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import task_targets
 from grokscope.training import graphed
 from grokscope.training.optim import lr_at
@@ -231,10 +232,13 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             continue
         memorized, generalized = transition_steps(st.writer.metrics())
         early = {"stopped_early_at": stopped_early} if stopped_early is not None else {}
-        st.writer.set_status(st.info, "complete", memorization_step=memorized,
-                             generalization_step=generalized, **early,
-                             train_seconds=st.train_seconds(elapsed),
-                             io_seconds=round(io_seconds / len(stepper.runs), 3), **group)
+        try:   # a disk full at the last write: the resume state at the last step finishes it
+            st.writer.set_status(st.info, "complete", memorization_step=memorized,
+                                 generalization_step=generalized, **early,
+                                 train_seconds=st.train_seconds(elapsed),
+                                 io_seconds=round(io_seconds / len(stepper.runs), 3), **group)
+        except DiskFullError as e:
+            raise disk_full(stepper, e) from None
         if progress:
             print(summary_line(st.writer.path, memorized, generalized, elapsed, st.task.is_regression),
                   file=sys.stderr)

@@ -18,7 +18,8 @@ from grokscope.config import RunConfig
 from grokscope.errors import UsageError
 from grokscope.measures.losses import LOSSES
 from grokscope.models import build_model
-from grokscope.store import RunWriter, directory_bytes, estimate_run_bytes, format_bytes, free_bytes
+from grokscope.files import directory_bytes, format_bytes, free_bytes
+from grokscope.store import RunWriter, estimate_run_bytes
 from grokscope.tasks import build_task
 from grokscope.training.optim import Grokfast, make_optimizer, optimizer_from_tensors, optimizer_to_tensors
 from grokscope.training.schedule import checkpoint_schedule
@@ -246,7 +247,8 @@ def check_reusable(path: Path, config: RunConfig) -> None:
     for `config` only when it was trained from the same config by the same training code:
     otherwise a quick run could stand in for a full one, or a run trained before a fix for one
     trained after it. UsageError naming what differs and the fix."""
-    from grokscope.store import read_json, stored_config
+    from grokscope.files import read_json
+    from grokscope.store import stored_config
 
     stored = stored_config(path)
     if stored is None:

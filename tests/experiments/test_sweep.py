@@ -7,7 +7,7 @@ from helpers import cli, interrupt_stacked_at, run_cli
 from grokscope.config import load_preset
 from grokscope.errors import UsageError
 from grokscope.experiments.sweep import expand, parse_grid, sweep
-from grokscope.store import read_json
+from grokscope.files import read_json
 from grokscope.training import TrainingInterrupted
 
 # ------------------------------------------------------------------ grids and names

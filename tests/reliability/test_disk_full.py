@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, cli, tiny_config
 
-import grokscope.store as store
+import grokscope.files as files_module
 from grokscope.errors import DiskFullError, UsageError
 from grokscope.training import train
 
@@ -36,16 +36,16 @@ def fill_disk_at(monkeypatch, write: int):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd)
 
-    monkeypatch.setattr(store.os, "fsync", fsync)
-    return lambda: monkeypatch.setattr(store.os, "fsync", real)
+    monkeypatch.setattr(files_module.os, "fsync", fsync)
+    return lambda: monkeypatch.setattr(files_module.os, "fsync", real)
 
 
 def test_a_disk_that_fills_at_a_random_write_loses_nothing(tmp_path, monkeypatch, tally):
     config = tiny_config(train={"steps": 120}, checkpoint={"every": 10, "resume_seconds": 0.0})
     real, count = os.fsync, [0]
-    monkeypatch.setattr(store.os, "fsync", lambda fd: (count.__setitem__(0, count[0] + 1), real(fd))[1])
+    monkeypatch.setattr(files_module.os, "fsync", lambda fd: (count.__setitem__(0, count[0] + 1), real(fd))[1])
     train(config, tmp_path / "ref", progress=False)
-    monkeypatch.setattr(store.os, "fsync", real)
+    monkeypatch.setattr(files_module.os, "fsync", real)
     reference = files(tmp_path / "ref")
     n_writes = count[0]   # every write of the uninterrupted run: each sampled one is reached
     rng = random.Random(13)
@@ -89,7 +89,7 @@ def test_train_refuses_a_disk_that_cannot_hold_the_run(tmp_path, monkeypatch):
 
 def test_the_disk_estimate_is_close_and_info_shows_it_before_the_run(tmp_path):
     run = train(tiny_config(train={"steps": 300}, optim={"grokfast": "ema"}), tmp_path / "r", progress=False)
-    used, estimate = store.directory_bytes(run.path), run.info["disk_estimate_bytes"]
+    used, estimate = files_module.directory_bytes(run.path), run.info["disk_estimate_bytes"]
     assert 0.9 < estimate / used < 1.15, (estimate, used)
     r = cli("info", "--preset", "nanda")
     assert r.returncode == 0 and "disk        about 369.7 MB when complete" in r.stdout
@@ -113,14 +113,14 @@ def test_a_disk_full_reported_at_a_checkpoints_deferred_fsync_loses_nothing(tmp_
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd)
 
-    monkeypatch.setattr(store.os, "fsync", fsync)
+    monkeypatch.setattr(files_module.os, "fsync", fsync)
     out = tmp_path / "r"
     with pytest.raises(DiskFullError, match="no space left writing .*step_00000060.safetensors"):
         train(config, out, progress=False)
     tally["disk-full faults injected"] += 1
     assert failed and not (out / "checkpoints" / "step_00000060.safetensors").exists()
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
-    monkeypatch.setattr(store.os, "fsync", real)
+    monkeypatch.setattr(files_module.os, "fsync", real)
     train(config, out, resume=True, progress=False)
     assert files(out) == reference
     tally["runs resumed identically after a full disk"] += 1

@@ -12,7 +12,8 @@ from helpers import cli, tiny_config, toy
 
 from grokscope.analysis import analyze
 from grokscope.experiments.sweep import sweep
-from grokscope.store import load_run, load_tensors
+from grokscope.files import load_tensors
+from grokscope.store import load_run
 from grokscope.training import TrainingDiverged, ensure_trained, train
 from grokscope.training.stacked import train_many
 

@@ -16,7 +16,7 @@ from grokscope.config import load_preset, valid_keys, with_overrides
 from grokscope.errors import GrokscopeError
 from grokscope.experiments.sweep import parse_grid, parse_seeds
 from grokscope.probes.base import available_probes
-from grokscope.store import save_tensors
+from grokscope.files import save_tensors
 from grokscope.training import train
 from grokscope.training.state import check_config
 

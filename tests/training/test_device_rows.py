@@ -9,7 +9,7 @@ import pytest
 from helpers import tiny_config
 from stand_in_device import DEVICE, on_stand_in
 
-from grokscope.store import read_json
+from grokscope.files import read_json
 from grokscope.training import TrainingDiverged, train
 from grokscope.training.loop import PlainStepper
 

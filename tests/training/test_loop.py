@@ -12,7 +12,7 @@ from helpers import kumar_config
 
 from grokscope.config import CheckpointConfig, load_preset, with_overrides
 from grokscope.errors import UsageError
-from grokscope.store import load_tensors
+from grokscope.files import load_tensors
 from grokscope.tasks import build_task
 from grokscope.training import train
 from grokscope.training.optim import lr_at

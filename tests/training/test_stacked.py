@@ -6,7 +6,8 @@ import torch
 from helpers import interrupt_stacked_at, kumar_config, tiny_config, toy
 
 from grokscope.config import load_preset, with_overrides
-from grokscope.store import format_metrics, load_run, read_json
+from grokscope.files import read_json
+from grokscope.store import format_metrics, load_run
 from grokscope.training import TrainingInterrupted, train
 from grokscope.training.stacked import StackedStepper, choose_vectorized, compatible_key, train_many
 
