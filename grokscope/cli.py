@@ -61,18 +61,9 @@ def cmd_train(args) -> int:
 
 
 def _task_text(cfg) -> str:
-    t = cfg.task
-    if t.name == "modular":
-        return f"modular {t.op} p={t.p} frac_train={t.frac_train}"
-    if t.name == "permutation":
-        return f"permutation S{t.n} frac_train={t.frac_train}"
-    if t.name == "toy_add":
-        return f"toy addition (Liu et al.) p={t.p} frac_train={t.frac_train} d_target={t.d_target}"
-    if t.name == "toy_permutation":
-        return f"toy S{t.n} (Liu et al.) frac_train={t.frac_train} d_target={t.d_target}"
-    if t.name in ("teacher_student", "mnist"):
-        return f"{t.name} n_train={t.n_train}" + (f" n_test={t.n_test}" if t.name != "mnist" else "")
-    return f"polynomial D={t.d_input} n_train={t.n_train} n_test={t.n_test}"
+    from grokscope.tasks import describe_task
+
+    return describe_task(cfg)
 
 
 def _with_data_dir(args) -> list[str]:

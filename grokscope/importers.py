@@ -22,7 +22,7 @@ import torch
 from grokscope.config import load_preset
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.store import Run, RunWriter
-from grokscope.tasks import build_task
+from grokscope.tasks import build_task, describe_task
 from grokscope.version import __version__
 
 FORMATS = ("nanda", "checkpoints")
@@ -126,7 +126,8 @@ def write_imported(writer: RunWriter, config, split: dict, states, rows: list[tu
     states = list(states)
     steps = [step for step, _, _ in states]
     info = {"grokscope_version": __version__, "torch_version": torch.__version__,
-            "config": config.to_dict(), "status": "running", "schedule": steps,
+            "config": config.to_dict(), "task_description": describe_task(config), "status": "running",
+            "schedule": steps,
             "n_params": sum(v.numel() for v in states[-1][1].values() if v.is_floating_point()),
             "imported": imported}
     writer.create(info, split)

@@ -205,7 +205,8 @@ class Recorder:
         self._checkpointed: int | None = None  # a checkpoint step whose metrics are not written yet
         self.info = {
             "grokscope_version": __version__, "torch_version": torch.__version__,
-            "config": self.config.to_dict(), "status": "running", "schedule": self.schedule,
+            "config": self.config.to_dict(), "task_description": self._describe(), "status": "running",
+            "schedule": self.schedule,
             "n_params": sum(p.numel() for p in model.parameters()),
             "device": str(next(model.parameters()).device) if any(True for _ in model.parameters()) else "cpu",
             "trainer": "grokscope.Recorder (the user's own loop)",
@@ -295,6 +296,11 @@ class Recorder:
         self.finished = True
         atexit.unregister(self._at_exit)
         return Run(self.path)
+
+    def _describe(self) -> str:
+        from grokscope.tasks import TASKS, describe_task
+
+        return describe_task(self.config) if self.config.task.name in TASKS else self.config.task.name
 
     # -- internals
     def _check_open(self) -> None:

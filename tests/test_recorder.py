@@ -224,7 +224,7 @@ def test_a_loop_that_logs_only_nan_test_losses_gets_them_measured_or_kept(tmp_pa
     assert [r[0] for r in rows] == run.steps and all(math.isfinite(r[3]) for r in rows)
     last = run.model(6)
     want = nn.functional.cross_entropy(last(run.task.test_inputs), run.task.test_labels)
-    assert rows[-1][3] == pytest.approx(float(want), rel=1e-5)
+    assert rows[-1][3] == pytest.approx(float(want.detach()), rel=1e-5)
     rec, _ = record(tmp_path / "k", steps=6, test_loss=float("nan"))
     kept = rec.finish(measure_missing=False)
     rows = read_metrics_rows(tmp_path / "k" / "metrics.csv")

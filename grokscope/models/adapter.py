@@ -23,6 +23,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.errors import UsageError
+from grokscope.models import register_model
 
 WEIGHT_NAMES = ("embed", "unembed")
 
@@ -132,3 +133,37 @@ def can_provide(model: nn.Module, need: str) -> bool | str:
 
 
 __all__ = ["Adapted", "adapt", "can_provide", "parse_hooks"]
+
+
+@register_model("custom")
+def _build(config, task) -> nn.Module:
+    return Adapted(custom_model(config.model.factory, task), config.model.hooks)
+
+
+def custom_model(factory: str, task) -> nn.Module:
+    """A user's model: `factory` ("module:function" or "path/file.py:function") called with no
+    arguments, or with the task when it takes one. Any `nn.Module`; it is called on the task's
+    inputs and must return what grokscope's models return (logits at the answer position)."""
+    import inspect
+
+    from grokscope.loading import load_object
+
+    if not factory:
+        raise UsageError("model.name=custom needs model.factory (module:function or path/file.py:function "
+                         "that returns your nn.Module)")
+    fn = load_object(factory, "model factory")
+    if not callable(fn):
+        raise UsageError(f"model factory {factory} is not callable")
+    try:
+        required = [p for p in inspect.signature(fn).parameters.values()
+                    if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        required = []
+    try:
+        model = fn(task) if required else fn()
+    except Exception as e:
+        raise UsageError(f"model factory {factory} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                         ) from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+    return model

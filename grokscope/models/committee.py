@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from grokscope.models import register_model
+
 
 class _Layer(nn.Module):
     def __init__(self, d_input: int, width: int):
@@ -67,3 +69,14 @@ class Committee(HookedRootModule):
                 out0 = self._f(x, self.init_W, hooked=False)
             out = out - out0
         return out
+
+
+@register_model("committee", stackable=True)
+def _build(config, task) -> Committee:
+    from grokscope.errors import UsageError
+
+    if task.name != "polynomial":
+        raise UsageError("model.name=committee needs task.name=polynomial")
+    m = config.model
+    return Committee(task.all_inputs.shape[1], m.hidden[0], alpha=m.alpha, eps=m.eps, centered=m.centered,
+                     init_scale=m.init_scale)

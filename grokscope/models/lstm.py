@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from grokscope.models import register_model
 from grokscope.models.mlp import Readout
 
 
@@ -49,3 +50,10 @@ class LSTM(HookedRootModule):
         h, _ = self.lstm(x)
         h = self.hook_hidden(h)
         return self.hook_logits(self.unembed(h[:, -1]))
+
+
+@register_model("lstm")
+def _build(config, task) -> LSTM:
+    m = config.model
+    return LSTM(task.vocab_size, task.n_classes, d_embed=m.d_embed or m.d_model, d_hidden=m.d_model,
+                n_layers=m.n_layers, init_scale=m.init_scale)

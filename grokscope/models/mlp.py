@@ -25,6 +25,7 @@ from torch.func import functional_call
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from grokscope.models import register_model
 from grokscope.models.common import activation
 
 INITS = ("fan_in", "unit", "torch")
@@ -162,3 +163,13 @@ class MLP(HookedRootModule):
         with torch.no_grad():
             out0 = functional_call(self, self.initial_parameters(), (tokens,), {"_initial": True})
         return self.alpha * (self.g(tokens) - out0)
+
+
+@register_model("mlp", stackable=True)
+def _build(config, task) -> MLP:
+    m = config.model
+    continuous = getattr(task, "is_continuous", False)
+    n_out = task.n_classes or (task.all_labels.shape[1] if task.all_labels.dim() > 1 else 1)
+    return MLP(task.vocab_size, n_out, task.n_ctx, d_embed=m.d_embed, hidden=m.hidden, act=m.act, bias=m.bias,
+               init_scale=m.init_scale, alpha=m.alpha, centered=m.centered, init=m.init,
+               d_input=task.all_inputs.shape[1] if continuous else 0)

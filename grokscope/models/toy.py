@@ -27,6 +27,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.errors import UsageError
+from grokscope.models import register_model
 from grokscope.models.mlp import Block, Readout
 
 COMPOSE = ("sum", "matmul")
@@ -98,3 +99,17 @@ def _linear_draw(fan_in: int, fan_out: int) -> tuple[Tensor, Tensor]:
     bound = 1.0 / math.sqrt(fan_in)
     weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound)
     return weight, torch.empty(fan_out).uniform_(-bound, bound)
+
+
+@register_model("toy", stackable=True)
+def _build(config, task) -> Toy:
+    if not task.name.startswith("toy_"):
+        raise UsageError("model.name=toy needs task.name=toy_add or toy_permutation")
+    m = config.model
+    n_out = task.targets.shape[1] if config.train.loss == "target_mse" else task.n_classes
+    # the notebooks' unused encoder maps the input templates (addition: one per symbol; S3: a
+    # scalar) to the embedding width
+    n_in = task.vocab_size if task.name.startswith("toy_add") else 1
+    unused = (n_in, *m.hidden, m.d_embed) if config.task.draws == "notebook" else ()
+    return Toy(task.vocab_size, n_out, d_embed=m.d_embed, hidden=m.hidden, act=m.act, compose=m.compose,
+               init_scale=m.init_scale, embed_scale=m.embed_scale, unused_encoder=unused)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from grokscope.models import register_model
 from grokscope.models.common import activation
 
 
@@ -305,3 +306,11 @@ class Transformer(HookedRootModule):
             for block in self.blocks[:layer]:
                 total = total + block.mlp.b_out
         return total
+
+
+@register_model("transformer", stackable=True)
+def _build(config, task) -> Transformer:
+    m = config.model
+    return Transformer(task.vocab_size, task.n_classes, task.n_ctx, n_layers=m.n_layers, d_model=m.d_model,
+                       n_heads=m.n_heads, d_head=m.d_head, d_mlp=m.d_mlp, act=m.act, layernorm=m.layernorm,
+                       fast=m.fast, init_scale=m.init_scale)

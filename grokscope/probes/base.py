@@ -192,20 +192,16 @@ def _where(cls: type) -> str:
 
 
 def _load_builtins() -> None:
-    # importing the modules runs their @register_probe decorators
-    from grokscope.probes import (  # noqa: F401
-        cka,
-        fourier,
-        kumar,
-        llc,
-        lu,
-        metrics,
-        ntk,
-        parallelogram,
-        patching,
-        phases,
-        progress,
-    )
+    """Import every module of this package: their @register_probe decorators fill the registry,
+    so a new built-in probe is one new file here, with no list to update."""
+    import importlib
+    import pkgutil
+
+    import grokscope.probes as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "base":
+            importlib.import_module(f"grokscope.probes.{module.name}")
 
 
 def _entry_points() -> dict[str, Any]:

@@ -202,8 +202,7 @@ def _provenance(run) -> list[str]:
         return []
     c = run.config
     return [f"run `{run.path}`, status {run.status}",
-            f"task {c.task.name} {c.task.op if c.task.name == 'modular' else ''} p={c.task.p} "
-            f"frac_train={c.task.frac_train} split_seed={c.split_seed}",
+            f"task {run.info.get('task_description') or c.task.name}, split_seed={c.split_seed}",
             f"model {c.model.name}; {c.optim.name} lr={c.optim.lr} weight_decay={c.optim.weight_decay}; "
             f"{c.train.steps:,} steps, seed {c.train.seed}",
             f"grokscope {run.info.get('grokscope_version')}, torch {run.info.get('torch_version')}"]

@@ -47,7 +47,7 @@ def run_html(run) -> str:
     cfg, info = run.config, run.info
     metrics: Table = run.metrics
     task = cfg.task
-    rows = [("status", run.status), ("task", f"{task.name} {task.op} p={task.p}" if task.name == "modular" else task.name),
+    rows = [("status", run.status), ("task", info.get("task_description") or task.name),
             ("model", f"{cfg.model.name}, {info.get('n_params', '?'):,} parameters" if isinstance(info.get("n_params"), int)
              else cfg.model.name),
             ("steps logged", f"{int(metrics['step'][-1]):,} of {cfg.train.steps:,}" if len(metrics["step"]) else "none"),

@@ -1,40 +1,39 @@
-"""Datasets. `build_task(config)` makes the task a RunConfig names, with its split."""
+"""Datasets. `build_task(config)` makes the task a RunConfig names, with its split.
+
+Each task module registers its builder with `base.register_task`; importing this package imports
+every module in it, so a new task is one new file here.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from grokscope.config import RunConfig
 from grokscope.errors import UsageError
-from grokscope.tasks.base import Task, shuffled_split
-from grokscope.tasks.continuous import mnist_task, teacher_student_task
-from grokscope.tasks.modular import OPS, modular_task
-from grokscope.tasks.permutation import permutation_task
-from grokscope.tasks.polynomial import polynomial_task
-from grokscope.tasks.toy import toy_add_task, toy_permutation_task
+from grokscope.tasks.base import TASK_KINDS, Task, shuffled_split
+from grokscope.tasks.modular import OPS
 
-TASKS = ("modular", "permutation", "polynomial", "teacher_student", "mnist", "toy_add",
-         "toy_permutation")
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+TASKS = tuple(TASK_KINDS)
+
+
+def _kind(config: RunConfig):
+    kind = TASK_KINDS.get(config.task.name)
+    if kind is None:
+        raise UsageError(f"unknown task.name {config.task.name!r}; choose one of {', '.join(TASKS)}")
+    return kind
 
 
 def build_task(config: RunConfig) -> Task:
-    t = config.task
-    if t.name == "modular":
-        return modular_task(t.op, t.p, t.frac_train, config.split_seed)
-    if t.name == "permutation":
-        return permutation_task(t.n, t.frac_train, config.split_seed)
-    if t.name == "polynomial":
-        return polynomial_task(t.d_input, t.n_train, t.n_test, config.split_seed)
-    if t.name == "teacher_student":
-        return teacher_student_task(t.d_input, t.teacher_hidden, t.d_output, t.n_train, t.n_test,
-                                    config.split_seed)
-    if t.name == "mnist":
-        return mnist_task(t.data_dir, t.n_train, config.split_seed)
-    if t.name == "toy_add":
-        return toy_add_task(t.p, t.frac_train, t.d_target, config.split_seed, draws=t.draws,
-                            regression=config.train.loss == "target_mse")
-    if t.name == "toy_permutation":
-        return toy_permutation_task(t.n, t.frac_train, t.d_target, config.split_seed, draws=t.draws,
-                                    regression=config.train.loss == "target_mse")
-    raise UsageError(f"unknown task.name {t.name!r}; choose one of {', '.join(TASKS)}")
+    return _kind(config).build(config)
+
+
+def describe_task(config: RunConfig) -> str:
+    """The task in one line (`grokscope info`, sweep plans)."""
+    return _kind(config).describe(config.task)
 
 
 def task_targets(task):
@@ -42,4 +41,4 @@ def task_targets(task):
     return task.info.get("targets") if hasattr(task, "info") else None
 
 
-__all__ = ["OPS", "TASKS", "Task", "build_task", "shuffled_split", "task_targets"]
+__all__ = ["OPS", "TASKS", "Task", "build_task", "describe_task", "shuffled_split", "task_targets"]

@@ -8,12 +8,36 @@ grid in row-major order of the operands; task structure (such as `p`) is exposed
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A task as `task.name` chooses it: `build(config)` makes the Task (its split included),
+    `describe(config.task)` says it in one line (`grokscope info`, sweep plans)."""
+
+    build: Callable[[Any], "Task"]
+    describe: Callable[[Any], str]
+
+
+TASK_KINDS: dict[str, TaskKind] = {}
+
+
+def register_task(name: str, describe: Callable[[Any], str]):
+    """Decorator on a task module's `build(config) -> Task`: the one place that names the task,
+    so a new task is one new module in this package (tasks/__init__.py imports them all)."""
+    def decorate(build):
+        if name in TASK_KINDS:
+            raise ValueError(f"task name {name!r} is registered twice")
+        TASK_KINDS[name] = TaskKind(build, describe)
+        return build
+    return decorate
 
 
 def shuffled_split(n_total: int, frac_train: float, seed: int) -> tuple[list[int], list[int]]:

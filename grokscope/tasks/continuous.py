@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from grokscope.errors import UsageError
-from grokscope.tasks.base import Task
+from grokscope.tasks.base import Task, register_task
 
 
 def teacher_student_task(d_input: int, hidden: tuple[int, ...], d_output: int, n_train: int,
@@ -60,3 +60,14 @@ def mnist_task(data_dir: str, n_train: int, seed: int) -> Task:
     return Task("mnist", inputs, torch.from_numpy(y.astype(np.int64)), torch.from_numpy(train_idx),
                 torch.from_numpy(test_idx), vocab_size=0, n_classes=10,
                 info={"d_input": inputs.shape[1], "continuous": True})
+
+
+@register_task("teacher_student", lambda t: f"teacher_student n_train={t.n_train} n_test={t.n_test}")
+def _build_teacher_student(config) -> Task:
+    t = config.task
+    return teacher_student_task(t.d_input, t.teacher_hidden, t.d_output, t.n_train, t.n_test, config.split_seed)
+
+
+@register_task("mnist", lambda t: f"mnist n_train={t.n_train}")
+def _build_mnist(config) -> Task:
+    return mnist_task(config.task.data_dir, config.task.n_train, config.split_seed)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from grokscope.errors import UsageError
-from grokscope.tasks.base import Task, shuffled_split
+from grokscope.tasks.base import Task, register_task, shuffled_split
 
 OPS: dict[str, Callable[[int, int, int], int]] = {
     "add": lambda a, b, p: (a + b) % p,
@@ -44,3 +44,9 @@ def modular_task(op: str, p: int, frac_train: float, seed: int) -> Task:
     train, test = shuffled_split(len(pairs), frac_train, seed)
     return Task(f"modular-{op}", inputs, labels, torch.tensor(train), torch.tensor(test),
                 vocab_size=p + 1, n_classes=p, info={"p": p, "op": op, "equals_token": p})
+
+
+@register_task("modular", lambda t: f"modular {t.op} p={t.p} frac_train={t.frac_train}")
+def _build(config) -> Task:
+    t = config.task
+    return modular_task(t.op, t.p, t.frac_train, config.split_seed)

@@ -8,7 +8,7 @@ import math
 import torch
 
 from grokscope.errors import UsageError
-from grokscope.tasks.base import Task, shuffled_split
+from grokscope.tasks.base import Task, register_task, shuffled_split
 
 
 def permutations(n: int) -> list[tuple[int, ...]]:
@@ -37,3 +37,8 @@ def permutation_task(n: int, frac_train: float, seed: int) -> Task:
     return Task(f"permutation-S{n}", inputs, labels, torch.tensor(train), torch.tensor(test),
                 vocab_size=order + 1, n_classes=order,
                 info={"n": n, "order": order, "equals_token": order})
+
+
+@register_task("permutation", lambda t: f"permutation S{t.n} frac_train={t.frac_train}")
+def _build(config) -> Task:
+    return permutation_task(config.task.n, config.task.frac_train, config.split_seed)

@@ -8,7 +8,7 @@ import math
 import torch
 
 from grokscope.errors import UsageError
-from grokscope.tasks.base import Task
+from grokscope.tasks.base import Task, register_task
 
 
 def polynomial_task(d_input: int, n_train: int, n_test: int, seed: int) -> Task:
@@ -21,3 +21,9 @@ def polynomial_task(d_input: int, n_train: int, n_test: int, seed: int) -> Task:
     return Task("polynomial", x.float(), y.float(), torch.arange(n_train), torch.arange(n_train, n_train + n_test),
                 vocab_size=0, n_classes=0,
                 info={"d_input": d_input, "beta": beta, "regression": True})
+
+
+@register_task("polynomial", lambda t: f"polynomial D={t.d_input} n_train={t.n_train} n_test={t.n_test}")
+def _build(config) -> Task:
+    t = config.task
+    return polynomial_task(t.d_input, t.n_train, t.n_test, config.split_seed)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from grokscope.errors import UsageError
-from grokscope.tasks.base import Task
+from grokscope.tasks.base import Task, register_task
 from grokscope.tasks.permutation import compose, permutations
 
 
@@ -98,3 +98,17 @@ def toy_permutation_task(n: int, frac_train: float, d_target: int, seed: int, *,
     return Task(f"toy_permutation-S{n}", torch.tensor(pairs, dtype=torch.long), labels,
                 torch.tensor(train), torch.tensor(test), vocab_size=order, n_classes=order,
                 info={"n": n, "order": order, "targets": targets})
+
+
+@register_task("toy_add", lambda t: f"toy addition (Liu et al.) p={t.p} frac_train={t.frac_train} d_target={t.d_target}")
+def _build_add(config) -> Task:
+    t = config.task
+    return toy_add_task(t.p, t.frac_train, t.d_target, config.split_seed, draws=t.draws,
+                        regression=config.train.loss == "target_mse")
+
+
+@register_task("toy_permutation", lambda t: f"toy S{t.n} (Liu et al.) frac_train={t.frac_train} d_target={t.d_target}")
+def _build_permutation(config) -> Task:
+    t = config.task
+    return toy_permutation_task(t.n, t.frac_train, t.d_target, config.split_seed, draws=t.draws,
+                                regression=config.train.loss == "target_mse")

@@ -29,7 +29,7 @@ from torch.func import functional_call, vmap
 from grokscope.config import RunConfig
 from grokscope.devices import keep_freed_memory
 from grokscope.measures.losses import accuracy, embed_penalty, loss_value
-from grokscope.models import build_model
+from grokscope.models import build_model, model_kinds
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
 from grokscope.training.loop import run_loop
@@ -38,13 +38,13 @@ from grokscope.training.state import DTYPES, RunState, default_out, setup_run
 
 VARYING = {("train", "seed"), ("task", "split_seed"), ("optim", "lr"), ("optim", "weight_decay"),
            ("optim", "embed_lr"), ("optim", "embed_weight_decay")}
-MODELS = ("toy", "mlp", "transformer", "committee")
-
-
 def compatible_key(config: RunConfig) -> str | None:
-    """Runs with equal keys can be trained as one stacked group; None: this run cannot be."""
+    """Runs with equal keys can be trained as one stacked group; None: this run cannot be (its
+    model is not registered `stackable`, models/__init__.py, or its optimizer or loop is not
+    the one stacked training writes)."""
     t, o = config.train, config.optim
-    if (config.model.name not in MODELS or o.name not in ("adamw", "adam") or o.grokfast != "none"
+    kind = model_kinds().get(config.model.name)
+    if (kind is None or not kind.stackable or o.name not in ("adamw", "adam") or o.grokfast != "none"
             or t.fixed_norm is not None or t.batch_size != 0):
         return None
     d = config.to_dict()

@@ -20,7 +20,7 @@ from grokscope.measures.losses import LOSSES
 from grokscope.models import build_model
 from grokscope.files import directory_bytes, format_bytes, free_bytes
 from grokscope.store import RunWriter, estimate_run_bytes
-from grokscope.tasks import build_task
+from grokscope.tasks import build_task, describe_task
 from grokscope.training.optim import Grokfast, make_optimizer, optimizer_from_tensors, optimizer_to_tensors
 from grokscope.training.schedule import checkpoint_schedule
 from grokscope.version import __version__
@@ -218,7 +218,7 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
     info = {
         "grokscope_version": __version__, "training_version": TRAINING_VERSION, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "device": device,
-        "config": config.to_dict(), "status": "running",
+        "config": config.to_dict(), "task_description": describe_task(config), "status": "running",
         "n_params": sum(p.numel() for p in params),
         "schedule": checkpoint_schedule(config.train.steps, config.checkpoint),
         "fixed_norm": fixed, "disk_estimate_bytes": estimate, **(info_extra or {}),

@@ -178,7 +178,7 @@ def test_group_size_on_this_gpu():
     assert stacked.group_bytes("cuda") == max(stacked.GROUP_BYTES, int(stacked.GPU_MEMORY_SHARE * free))
 
 
-STACKABLE = {  # one config per model StackedStepper stacks (stacked.MODELS)
+STACKABLE = {  # one config per model StackedStepper stacks (registered stackable)
     "toy": lambda: toy(),
     "mlp": lambda: tiny_config(model={"name": "mlp", "hidden": (16, 12), "d_embed": 4}),
     "transformer": lambda: tiny_config(),
@@ -275,3 +275,9 @@ def test_train_seconds_count_every_resumed_segment(tmp_path, monkeypatch):
     train_many(configs, outs)
     info = json.loads((outs[0] / "run.json").read_text())
     assert info["status"] == "complete" and info["train_seconds"] > first
+
+
+def test_the_stackable_models_are_the_registered_ones():
+    from grokscope.models import model_kinds
+
+    assert {n for n, k in model_kinds().items() if k.stackable} == set(STACKABLE)
