@@ -12,8 +12,8 @@ def keep_freed_memory() -> bool:
     By default glibc gives large freed blocks back (blocks over 128 KB are mapped and unmapped one
     by one, and free space over 128 KB at the heap's top is trimmed), so a CPU training loop that
     frees and allocates the same activations and gradients every step faults every 4 KB page in
-    again every step: 600-900 page faults and about 1.3 ms of system time in a 27 ms stacked step
-    of the toy phase diagram (docs/benchmarks.md). Raising the mmap and trim thresholds keeps
+    again every step (`bench/stacked_groups.py`: the page faults and system time a stacked step of
+    the toy phase diagram spends on it are in docs/benchmarks.md). Raising the mmap and trim thresholds keeps
     those pages mapped; the process holds on to its peak memory until it exits. Returns whether
     the thresholds were set (False where the C library has no `mallopt`: macOS, Windows)."""
     import ctypes

@@ -130,7 +130,8 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
 def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> bytes:
     """safetensors bytes, through safetensors.numpy where numpy has every dtype: the same bytes
-    as safetensors.torch (tests/test_store.py) at a fifth of its overhead per file, which a
+    as safetensors.torch (tests/test_store.py) at a fraction of its overhead per file
+    (`bench/checkpoint_io.py`, docs/benchmarks.md), which a
     phase diagram's checkpoints pay hundreds of thousands of times (docs/benchmarks.md)."""
     from safetensors.numpy import save as np_save
     from safetensors.torch import save as st_save

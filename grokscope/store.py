@@ -233,8 +233,9 @@ class RunWriter:
     def save_checkpoint(self, step: int, state_dict: dict[str, torch.Tensor], *, sync: bool = True,
                         **metadata: str) -> None:
         """sync=False (the trainers, which also write a resume state): the checkpoint is made
-        durable with the next resume state or status, not on its own; an fsync per file was a
-        fifth of a stacked group's checkpointing (docs/benchmarks.md). A machine crash can then
+        durable with the next resume state or status, not on its own, since an fsync per file is a
+        large share of a stacked group's checkpointing (`bench/checkpoint_io.py`,
+        docs/benchmarks.md). A machine crash can then
         lose only checkpoints after the last resume state, which resuming writes again."""
         path = self.path / CHECKPOINTS / checkpoint_name(step)
         save_tensors(path, state_dict, {"step": str(step), "format": "grokscope", **metadata}, sync=sync)

@@ -58,7 +58,8 @@ def subset(task, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def checkpoint_ntk(ctx: ProbeContext, model, x, y, params) -> torch.Tensor:
     """The kernel in float64; the Jacobians in `params["dtype"]` (float32 by default: the
-    per-example Jacobians of a transformer are 6x faster to form than in float64, and the
+    per-example Jacobians of a transformer are several times faster to form than in float64
+    (bench/ntk.py), and the
     eigenvalues and alignments need no more than float32's 1e-6)."""
     x = x.to(ctx.device)
     with torch.no_grad():

@@ -131,7 +131,9 @@ class Reproduction:
     notes: Callable[[str, Data], list[str]] = lambda scale, data: []
     # name -> columns: tables written beside the results as <name>.csv (a phase diagram's cells)
     tables: Callable[[str, Data], dict[str, dict[str, list]]] = lambda scale, data: {}
-    minutes: dict[str, str] = field(default_factory=dict)   # scale -> wall time on 2 cores, as measured
+    # scale -> its wall time on 2 cores in round words ("about an hour"); the measured times are in
+    # docs/reproductions.md, written from the pages' own timings
+    minutes: dict[str, str] = field(default_factory=dict)
 
 
 def registry() -> dict[str, Reproduction]:

@@ -191,7 +191,7 @@ EXPLORING = Reproduction(
     summary="On a + b mod 97 a two-layer transformer groks with AdamW, most clearly near 50% training data; the MLP "
             "and the LSTM behave differently; without weight decay no model generalizes.",
     parts=parts, checks=checks, figure=figure, notes=notes,
-    minutes={"quick": "30 s", "full": "about 3.5 h (from the measured step times)"},
+    minutes={"quick": "under a minute", "full": "hours"},
     settings=(
         ("task", "a + b mod 97, inputs `a b =`; training fractions 0.3-0.6", "sec. 3"),
         ("transformer", "2 layers, d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm", "sec. 3"),

@@ -140,7 +140,7 @@ KUMAR_MODADD = Reproduction(
         ("output scale", "s ∈ {0.5, 1, 1.5, 2} (quick: {1, 2})", "Fig. 2"),
         ("steps", "8,000 (quick: 3,000)", "Fig. 2 (about 2k epochs to fit)"),
     ),
-    minutes={"quick": "20 s", "full": "3.5 min"},
+    minutes={"quick": "under a minute", "full": "minutes"},
 )
 
 
@@ -294,7 +294,7 @@ KUMAR_TOY = Reproduction(
             "generalizes far below that kernel baseline; the NTK's alignment with the target rises as it does, "
             "and a larger output scale alpha delays the move.",
     parts=toy_parts, checks=toy_checks, figure=toy_figure,
-    minutes={"quick": "40 s", "full": "15 min with --jobs 2"},
+    minutes={"quick": "under a minute", "full": "a quarter of an hour with --jobs 2"},
     settings=(
         ("task", "y = (β·x)²/2, x ~ N(0, I/D), β ~ N(0, I), D = 100", "Sec. 5"),
         ("data", "P = 550 training points, 1,000 test points", "Sec. 5, Fig. 1"),

@@ -442,7 +442,7 @@ LIU = Reproduction(
             "learning rate and weight decay, training falls in four phases: comprehension, grokking, memorization "
             "and confusion.",
     parts=parts, checks=checks, figure=figure, notes=notes, tables=phase_tables,
-    minutes={"quick": "70 s", "full": "several hours on 2 cores: three 176-run diagrams of 1e5 steps (docs/benchmarks.md)"},
+    minutes={"quick": "about a minute", "full": "hours: three 176-run diagrams of 1e5 steps"},
     settings=(
         ("task", "toy addition: unordered pairs a <= b of 0..9 (55), label a + b (19 classes); 45 train / 10 test",
          "sec. 3.1, `toy/train_add.py`"),

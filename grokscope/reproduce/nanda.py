@@ -152,7 +152,7 @@ NANDA = Reproduction(
             "loss falls, excluded loss rises, the weights become sparse in frequency) and weight decay has cleaned "
             "up the memorizing parts; more training data shortens the wait.",
     parts=parts, checks=checks, figure=figure,
-    minutes={"quick": "25 s", "full": "56 min"},
+    minutes={"quick": "under a minute", "full": "about an hour"},
     settings=(
         ("task", "a + b mod 113, inputs `a b =`, 30% of the 12,769 pairs for training", "sec. 4"),
         ("model", "one layer, d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm, no biases in attention",

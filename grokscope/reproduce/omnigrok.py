@@ -128,7 +128,7 @@ OMNIGROK = Reproduction(
             "walks its norm into the U (MNIST grokking); held at a norm inside the U, modular addition "
             "generalizes as soon as it fits.",
     parts=parts, checks=checks, figure=figure,
-    minutes={"quick": "1 min", "full": "24 min"},
+    minutes={"quick": "about a minute", "full": "under half an hour"},
     settings=(
         ("init", "PyTorch's default (nn.Linear: U(±1/√fan_in) weights and biases) times the scale "
          "(`model.init = \"torch\"`)", "the authors' code"),

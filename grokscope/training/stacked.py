@@ -60,15 +60,14 @@ def flops_per_step(config: RunConfig, n_params: int, n_train: int) -> float:
     return 6.0 * n_params * n_train * positions
 
 
-# Measured on one CPU core (bench/vectorized.py): stacking 16 models is 1.7-9.7x faster per model
-# step below ~5e7 FLOP (overhead-bound) and 0.8x (slower) at ~5e9 (arithmetic-bound).
+# Stacking pays where a model step is overhead-bound (few FLOP) and costs where it is
+# arithmetic-bound; this is where `bench/vectorized.py` puts the crossing (docs/benchmarks.md).
 AUTO_MAX_FLOPS = 1e8
 
 
 # Past a few tens of MB a group's stacked parameters, gradients and Adam moments no longer stay
-# in the cache from one pass of a step to the next, and every pass goes out to memory. Measured on
-# the toy phase diagram (bench/stacked_groups.py: two processes, as a sweep runs them), per 88
-# model-steps: one group of 88 (66 MB) 28-38 ms, two of 44 (33 MB) 25.6 ms, four of 22 26.1 ms.
+# in the cache from one pass of a step to the next, and every pass goes out to memory
+# (`bench/stacked_groups.py` on the toy phase diagram; its figures are in docs/benchmarks.md).
 GROUP_BYTES = 48 * 2**20
 
 
@@ -272,9 +271,9 @@ class StackedStepper:
 
     def forward(self) -> None:
         # the models' losses are independent, so the gradient of their sum holds each model's own
-        # gradient: one ordinary backward through the vmapped forward, about 20% faster on CPU
-        # than vmap(grad(loss)), whose batched backward leaves the weight-gradient products in
-        # strided layouts (docs/benchmarks.md)
+        # gradient: one ordinary backward through the vmapped forward, faster on CPU than
+        # vmap(grad(loss)), whose batched backward leaves the weight-gradient products in strided
+        # layouts (`bench/stacked_step.py`, docs/benchmarks.md)
         params = {n: p.detach().requires_grad_() for n, p in self.params.items()}
         with torch.enable_grad():
             loss, out = self.batched_loss(params, self.train_x, self.train_y)
@@ -298,7 +297,7 @@ class StackedStepper:
     def trace(self, x: Tensor, y: Tensor) -> torch.fx.GraphModule | None:
         """`loss_fn` on these inputs as a graph of the batched operations vmap dispatches
         (`make_fx`), or None to keep vmap. Replaying the graph skips vmap's and functional_call's
-        per-operation work (a step of 44 toy models 1.04-1.055x faster, docs/benchmarks.md) and
+        per-operation work (`bench/stacked_step.py`; the speedup is in docs/benchmarks.md) and
         runs the same kernels on the same tensors; autograd records the same operations, so
         losses, outputs and gradients are those of vmap bit for bit. That is checked here, once:
         a graph that differs in any bit (a model that draws random numbers or branches on values)
