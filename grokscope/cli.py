@@ -394,44 +394,54 @@ def cmd_import(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from grokscope.version import __version__
+# ---------------------------------------------------------------- the parser: flags several commands share
 
-    parser = _Parser(prog="grokscope", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N (default cpu)"
+WANDB = "(WANDB_MODE=offline: a local folder for `wandb sync`)"
 
-    p = sub.add_parser("presets", help="list the training recipes")
-    p.set_defaults(fn=cmd_presets)
 
-    p = sub.add_parser("train", help="train a run into a run directory")
+def _set(p, help="override a config value; repeatable") -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help=help)
+
+
+def _device(p) -> None:
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+
+
+def _quiet(p) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _log(p, what: str) -> None:
+    p.add_argument("--log", default="none", choices=["none", "wandb"],
+                   help=f"also send {what} to Weights & Biases {WANDB}")
+
+
+def _data_dir(p, **kw) -> None:
+    p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)", **kw)
+
+
+# ---------------------------------------------------------------- one function per command's flags
+
+def _train_args(p) -> None:
     p.add_argument("--preset", help="recipe name (see `grokscope presets`)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value; repeatable")
+    _set(p)
     p.add_argument("--out", type=Path, help="run directory (default checkpoints/<run name>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
-                   "(default cpu)")
-    p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.add_argument("--log", default="none", choices=["none", "wandb"],
-                   help="also send metrics and config to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
-    p.set_defaults(fn=cmd_train)
+    _device(p), _data_dir(p), _quiet(p), _log(p, "metrics and config")
 
-    p = sub.add_parser("landscape", help="best train/test loss against the weight norm (Omnigrok)")
+
+def _landscape_args(p) -> None:
     p.add_argument("--preset", required=True)
     p.add_argument("--scales", default="0.1:10:11:log", help="LO:HI:N[:log|lin] or a comma list, "
                    "multiples of the default-init norm w0")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)")
+    _set(p), _data_dir(p)
     p.add_argument("--jobs", type=int, default=2, help="norms trained at once (processes)")
     p.add_argument("--out", type=Path, help="default checkpoints/landscape-<preset>")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
-                   "(default cpu)")
-    p.set_defaults(fn=cmd_landscape)
+    _quiet(p), _device(p)
 
-    p = sub.add_parser("llc-calibrate", help="sweep SGLD step size and temperature for the llc probe on one checkpoint")
+
+def _llc_calibrate_args(p) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--step", type=int, help="checkpoint to calibrate on (default: the last)")
     p.add_argument("--epsilons", default="1e-4,3e-4,1e-3,3e-3,1e-2", help="step sizes, comma-separated")
@@ -442,19 +452,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burnin", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=128, help="0: full batch")
     p.add_argument("--out", type=Path, help="default analyses/<run>/llc-calibration")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=cmd_llc_calibrate)
+    _quiet(p)
 
-    p = sub.add_parser("sweep", help="train a grid of runs and draw its phase diagram (Liu et al. 2022)")
+
+def _sweep_args(p) -> None:
     p.add_argument("--preset", action="append", required=True,
                    help="recipe name; repeat to compare presets in one sweep")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=LO:HI:N[:log|lin] | KEY=V1,V2",
                    help="a grid axis (linear unless :log); repeatable")
     p.add_argument("--seeds", help="a count N (the preset seed and the N-1 after it) or a list 0,1,2")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override applied to every run")
+    _set(p, "override applied to every run")
     p.add_argument("--out", type=Path, help="sweep directory (default checkpoints/sweep-<preset>)")
     p.add_argument("--jobs", type=int, default=2, help="local worker processes (default 2)")
+    _executor_args(p)
+    p.add_argument("--vectorize", default="auto",
+                   help="train compatible small runs stacked: auto (when it pays), always, never")
+    p.add_argument("--checkpoints", default="10",
+                   help="log-spaced checkpoints kept per run (default 10), or 'all' for the preset's schedule")
+    p.add_argument("--lag", type=int, default=1000, help="grokking: test lags train by more than this")
+    p.add_argument("--threshold", type=float, default=0.9, help="accuracy threshold (default 0.9)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and the plan; train nothing")
+    _quiet(p), _log(p, "every run, the phase table and figures"), _device(p)
+
+
+def _executor_args(p) -> None:
     p.add_argument("--executor", default="local", help="local (default), ray, or slurm (one job array through "
                    "submitit; --jobs is then the number of array tasks)")
     p.add_argument("--address", help="Ray cluster address (e.g. auto); default starts a local Ray")
@@ -466,51 +487,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-parallel", type=int, default=0, help="slurm: at most this many tasks at once")
     p.add_argument("--slurm-cluster", default="slurm", help="slurm (default), or local: the same job array as "
                    "real processes on this machine (submitit's local executor)")
-    p.add_argument("--vectorize", default="auto",
-                   help="train compatible small runs stacked: auto (when it pays), always, never")
-    p.add_argument("--checkpoints", default="10",
-                   help="log-spaced checkpoints kept per run (default 10), or 'all' for the preset's schedule")
-    p.add_argument("--lag", type=int, default=1000, help="grokking: test lags train by more than this")
-    p.add_argument("--threshold", type=float, default=0.9, help="accuracy threshold (default 0.9)")
-    p.add_argument("--dry-run", action="store_true", help="print the runs and the plan; train nothing")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--log", default="none", choices=["none", "wandb"],
-                   help="also send every run, the phase table and figures to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
-    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
-                   "(default cpu)")
-    p.set_defaults(fn=cmd_sweep)
 
-    p = sub.add_parser("reproduce", help="a seed paper's headline result at its own settings, paper against ours")
+
+def _reproduce_args(p) -> None:
     p.add_argument("name", nargs="?", help="the reproduction (none: list them)")
     p.add_argument("--scale", default="quick", help="quick (a minute or two, qualitative) or full (the paper's scale)")
     p.add_argument("--out", type=Path, help="output directory (default reproductions/<name>/<scale>)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes for training and probes (default 2)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    _device(p)
     p.add_argument("--data-dir", type=Path, help="MNIST's IDX files, for the reproductions that need them")
     p.add_argument("--gallery", type=Path, help="also copy the figure, table and page to GALLERY/<name>/ "
                    "(docs/reproductions is the docs' gallery)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=cmd_reproduce)
+    _quiet(p)
 
-    p = sub.add_parser("critical-fraction", help="probability that n training pairs determine the "
-                       "toy addition's representation (Liu et al. 2022)")
+
+def _critical_fraction_args(p) -> None:
     p.add_argument("p", type=int, nargs="?", default=10)
     p.add_argument("--samples", type=int, default=2000, help="Monte Carlo orderings (p > 5)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(fn=cmd_critical_fraction)
 
-    p = sub.add_parser("info", help="config, progress, schedule, disk use and transition steps of a run "
-                       "(or, with --preset, of a run before it starts)")
+
+def _info_args(p) -> None:
     p.add_argument("run", type=Path, nargs="?")
     p.add_argument("--preset", help="describe this recipe's run before training it: schedule, disk use")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.add_argument("--data-dir", help="folder of a data set on disk (MNIST IDX files)")
-    p.set_defaults(fn=cmd_info)
+    _set(p), _data_dir(p)
 
-    p = sub.add_parser("probes", help="list the probes: name, origin, description")
-    p.set_defaults(fn=cmd_probes)
 
-    p = sub.add_parser("analyze", help="run probes over a run's checkpoints and write the report")
+def _analyze_args(p) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--probe", action="append", help="probe names or module:Class / file.py:Class, "
                    "comma-separated or repeated (default: metrics,weights,fourier,progress,phases)")
@@ -521,26 +524,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="about this many checkpoints, spread log-linearly")
     p.add_argument("--jobs", type=int, default=1, help="processes over checkpoints")
     p.add_argument("--out", type=Path, help="analysis directory (default analyses/<run name>)")
-    p.add_argument("--device", default="cpu", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N "
-                   "(default cpu)")
-    p.add_argument("--quiet", action="store_true")
-    p.add_argument("--log", default="none", choices=["none", "wandb"],
-                   help="also send the probe columns and the report's figures to Weights & Biases (WANDB_MODE=offline: a local folder for `wandb sync`)")
-    p.set_defaults(fn=cmd_analyze)
+    _device(p), _quiet(p), _log(p, "the probe columns and the report's figures")
 
-    p = sub.add_parser("report", help="rebuild figures and the report from an analysis's tables")
+
+def _report_args(p) -> None:
     p.add_argument("target", help="a run directory (its analyses/<run>) or an analysis directory")
     p.add_argument("--out", type=Path, help="analysis directory, when target is a run")
     p.add_argument("--single-file", action="store_true",
                    help="also write report-single.html, one file with the figures embedded, for sharing")
-    p.set_defaults(fn=cmd_report)
 
-    p = sub.add_parser("compare", help="overlay runs' curves and tabulate their phase steps")
+
+def _compare_args(p) -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path)
-    p.set_defaults(fn=cmd_compare)
 
-    p = sub.add_parser("import", help="make a run directory from checkpoints trained elsewhere")
+
+def _import_args(p) -> None:
     p.add_argument("format", choices=["nanda", "checkpoints"],
                    help="nanda: Nanda et al.'s published .pth; checkpoints: a folder of state dicts")
     p.add_argument("source", type=Path, help="the .pth file (nanda) or the folder of checkpoints")
@@ -549,16 +548,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="checkpoints: the task name (modular, toy_add, mnist, ...); settings with --set")
     p.add_argument("--config", type=Path, help="checkpoints: a JSON or TOML file of config sections ([task], "
                    "[optim], [train])")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="checkpoints: a config value (task.p=97, task.frac_train=0.3, ...); repeatable")
+    _set(p, "checkpoints: a config value (task.p=97, task.frac_train=0.3, ...); repeatable")
     p.add_argument("--split", type=Path, help="checkpoints: a JSON file with train_indices (and test_indices), rows "
                    "of the task's grid; default: grokscope's split rule with the config's seed")
     p.add_argument("--step-pattern", default=r"(\d+)", help="checkpoints: regular expression for the step in a "
                    "file name (its last match; its first group if it has one); default (\\d+)")
     p.add_argument("--hooks", default="", help="checkpoints: our names for the model's parts, "
                    "e.g. embed=emb,unembed=out,blocks.0.mlp.hook_post=act (docs/recorder.md)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    p.set_defaults(fn=cmd_import)
+    _quiet(p)
+
+
+def _no_args(p) -> None:
+    pass
+
+
+# (name, help, its flags, what it runs): the commands in the order --help lists them
+COMMANDS = (
+    ("presets", "list the training recipes", _no_args, "cmd_presets"),
+    ("train", "train a run into a run directory", _train_args, "cmd_train"),
+    ("landscape", "best train/test loss against the weight norm (Omnigrok)", _landscape_args, "cmd_landscape"),
+    ("llc-calibrate", "sweep SGLD step size and temperature for the llc probe on one checkpoint",
+     _llc_calibrate_args, "cmd_llc_calibrate"),
+    ("sweep", "train a grid of runs and draw its phase diagram (Liu et al. 2022)", _sweep_args, "cmd_sweep"),
+    ("reproduce", "a seed paper's headline result at its own settings, paper against ours", _reproduce_args,
+     "cmd_reproduce"),
+    ("critical-fraction", "probability that n training pairs determine the toy addition's representation "
+     "(Liu et al. 2022)", _critical_fraction_args, "cmd_critical_fraction"),
+    ("info", "config, progress, schedule, disk use and transition steps of a run (or, with --preset, of a run "
+     "before it starts)", _info_args, "cmd_info"),
+    ("probes", "list the probes: name, origin, description", _no_args, "cmd_probes"),
+    ("analyze", "run probes over a run's checkpoints and write the report", _analyze_args, "cmd_analyze"),
+    ("report", "rebuild figures and the report from an analysis's tables", _report_args, "cmd_report"),
+    ("compare", "overlay runs' curves and tabulate their phase steps", _compare_args, "cmd_compare"),
+    ("import", "make a run directory from checkpoints trained elsewhere", _import_args, "cmd_import"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from grokscope.version import __version__
+
+    parser = _Parser(prog="grokscope", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for name, help, add_args, fn in COMMANDS:
+        p = sub.add_parser(name, help=help)
+        add_args(p)
+        p.set_defaults(fn=globals()[fn])
     return parser
 
 

@@ -28,3 +28,17 @@ def test_a_back_edge_breaks_a_contract(tmp_path):
     fourier.write_text(fourier.read_text() + "\nfrom grokscope.store import load_run  # noqa\n")
     r = _lint(tmp_path)
     assert r.returncode != 0 and "measures are pure" in r.stdout and "BROKEN" in r.stdout
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function that does not fit on a screen holds several ideas (issue 27): split it."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "grokscope"
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(package)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

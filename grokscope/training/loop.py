@@ -139,11 +139,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
     config = stepper.config
     t = config.train
     to_checkpoint = set(checkpoint_schedule(t.steps, config.checkpoint))
-    interrupted: list[int] = []
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
+    interrupted, handlers = catch_interrupts()
     bar = Progress(t.steps, start=stepper.step, enabled=progress, label=label)
     gen_steps = {id(st): transition_steps(st.writer.metrics())[1] for st in stepper.runs}
     scanned = {id(st): len(st.writer.rows) for st in stepper.runs}  # rows before this segment: in gen_steps
@@ -164,12 +160,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             stepper.step = s
             if interrupted:
                 settled()
-                stepper.flush()
-                if on_flush is not None:
-                    on_flush()
-                for st in stepper.runs:
-                    st.writer.set_status(st.info, "interrupted")
-                raise TrainingInterrupted(f"interrupted at step {s:,}; {stepper.resume_hint}")
+                save_interrupted(stepper, on_flush)
             budget = (max(config.checkpoint.resume_seconds, 20 * flush_seconds) if adaptive_flush
                       else config.checkpoint.resume_seconds)
             if s > 0 and resume_due(s in to_checkpoint, time.perf_counter() - last_resume, budget):
@@ -213,7 +204,36 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
         bar.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    elapsed = time.perf_counter() - t_start
+    return finish(stepper, stopped_early, time.perf_counter() - t_start, io_seconds, progress)
+
+
+def save_interrupted(stepper: Stepper, on_flush: Callable[[], None] | None) -> None:
+    """Ctrl-C or SIGTERM: the resume state at this step, every run marked interrupted, and the
+    one-line TrainingInterrupted that says how to continue."""
+    stepper.flush()
+    if on_flush is not None:
+        on_flush()
+    for st in stepper.runs:
+        st.writer.set_status(st.info, "interrupted")
+    raise TrainingInterrupted(f"interrupted at step {stepper.step:,}; {stepper.resume_hint}")
+
+
+def catch_interrupts() -> tuple[list[int], dict]:
+    """SIGINT and SIGTERM append to the returned list (the loop saves and stops at its next step)
+    instead of raising; the previous handlers, to restore. Only the main thread can set them."""
+    interrupted: list[int] = []
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda signum, frame: interrupted.append(signum))
+    return interrupted, handlers
+
+
+def finish(stepper: Stepper, stopped_early: int | None, elapsed: float, io_seconds: float,
+           progress: bool) -> list[Run]:
+    """After the last step: the last resume state, then each run marked complete with its
+    transition steps and times (or left diverged); the summary line per run."""
+    t = stepper.config.train
     if not stepper.active():
         if len(stepper.runs) == 1:
             raise TrainingDiverged(stepper.runs[0].info["divergence"])
