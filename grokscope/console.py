@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
+
+
+def format_step(step: Any) -> str:
+    """A step as every page and line writes it: 12,345, or "never" for None."""
+    return "never" if step is None else f"{int(step):,}"
 
 
 def format_duration(seconds: float) -> str:

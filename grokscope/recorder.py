@@ -36,7 +36,7 @@ import torch
 from grokscope.config import RunConfig, TaskConfig
 from grokscope.errors import UsageError
 from grokscope.loading import spec_of
-from grokscope.measures.losses import loss_and_accuracy
+from grokscope.measures.losses import DTYPES, loss_and_accuracy
 from grokscope.measures.transitions import transition_steps
 from grokscope.store import METRIC_COLUMNS, Run, RunWriter
 from grokscope.version import __version__
@@ -129,7 +129,7 @@ def measured_row(model: torch.nn.Module, task, config: RunConfig, step: int, lr:
     in its loss dtype) and the weight norm."""
     from grokscope.tasks import task_targets
 
-    dtype = {"float32": torch.float32, "float64": torch.float64}[config.train.loss_dtype]
+    dtype = DTYPES[config.train.loss_dtype]
     targets = task_targets(task)
     was_training = model.training
     model.eval()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 LOSSES = ("cross_entropy", "mse", "sse", "target_mse")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}   # train.loss_dtype, the NTK probe's dtype
 
 
 def loss_value(out: Tensor, labels: Tensor, loss: str, dtype: torch.dtype,

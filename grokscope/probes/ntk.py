@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from grokscope.measures.losses import DTYPES
 from grokscope.measures.ntk import (
     alignment_statistics,
     effective_rank,
@@ -65,7 +66,7 @@ def checkpoint_ntk(ctx: ProbeContext, model, x, y, params) -> torch.Tensor:
     with torch.no_grad():
         n_outputs = model(x[:1]).reshape(1, -1).shape[1]
     output, _ = resolve_kernel(model, params, ctx.task.n_classes, n_outputs)
-    dtype = {"float32": torch.float32, "float64": torch.float64}[params["dtype"]]
+    dtype = DTYPES[params["dtype"]]
     return empirical_ntk(model, x, output, labels=y.to(ctx.device), dtype=dtype).cpu().double()
 
 

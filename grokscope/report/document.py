@@ -21,6 +21,7 @@ import numpy as np
 from grokscope.errors import UsageError
 from grokscope.measures.transitions import change_span
 from grokscope.report.figures import draw_figure, figure, figure_data, save_figure
+from grokscope.console import format_step
 from grokscope.report.narrative import MECHANISMS, Claim, Narrative, narrative
 from grokscope.specs import SPEC_SUFFIX, FigureSpec, Panel, ReportSpec, read_spec
 from grokscope.files import atomic_write_text
@@ -45,10 +46,6 @@ SPLITS = (("train_loss", "train"), ("test_loss", "test"), ("train_acc", "train")
 TRAINING_FIGURE = FigureSpec(TRAINING, panels=(
     Panel(columns=("train_loss", "test_loss"), labels=SPLITS, title="loss", ylabel="loss", logy=True),
     Panel(columns=("train_acc", "test_acc"), labels=SPLITS, title="accuracy", ylabel="accuracy", logy=False)))
-
-
-def _fmt_step(s: Any) -> str:
-    return "never" if s is None else f"{int(s):,}"
 
 
 def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec], generalized: bool) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from grokscope.console import format_step
 from grokscope.measures.transitions import (
     LOSS_FRACTION,
     finite_prefix,
@@ -71,10 +72,6 @@ def _n(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
-def _step(s: Any) -> str:
-    return f"{int(s):,}"
-
-
 def _finite(table: Table, col: str) -> tuple[np.ndarray, np.ndarray]:
     steps, v = np.asarray(table["step"]), np.asarray(table[col], dtype=np.float64)
     ok = np.isfinite(v)
@@ -100,13 +97,13 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
     metrics, diverged = finite_prefix(training)
     out = []
     if diverged is not None:
-        out.append(Claim(f"The run diverged at step {_step(diverged)} (its training loss stopped being finite); "
+        out.append(Claim(f"The run diverged at step {format_step(diverged)} (its training loss stopped being finite); "
                          "what follows describes the steps before it.", "training"))
     if len(metrics["step"]) < 2:
         s = int(training["step"][0])
         accs = [f"{split} accuracy {_n(training[f'{split}_acc'][0])}" for split in ("train", "test")
                 if np.isfinite(training[f"{split}_acc"][0])]
-        return out + [Claim(f"The run has metrics at one step only (step {_step(s)}"
+        return out + [Claim(f"The run has metrics at one step only (step {format_step(s)}"
                             + (f": {', '.join(accs)}" if accs else "") + "), so when it memorized and "
                             "generalized cannot be judged.", "training")]
     mem = phases.get("memorization_step", None) if "memorization_step" in phases else None
@@ -122,31 +119,31 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
         if regression:
             s, v = _finite(metrics, "train_loss")
             out.append(Claim(f"The model never fit its training set: train loss went from {_n(v[0])} to "
-                             f"{_n(v[-1])} by step {_step(last)}, never reaching {LOSS_FRACTION:.0%} of its start.",
+                             f"{_n(v[-1])} by step {format_step(last)}, never reaching {LOSS_FRACTION:.0%} of its start.",
                              "training"))
         else:
             s, v = _finite(metrics, "train_acc")
             out.append(Claim(f"The model never fit its training set: train accuracy reached at most "
-                             f"{v.max():.1%} (step {_step(s[np.argmax(v)])}) by the last step, {_step(last)}.",
+                             f"{v.max():.1%} (step {format_step(s[np.argmax(v)])}) by the last step, {format_step(last)}.",
                              "training"))
         return out
     if gen is None:
         col = "test_loss" if regression else "test_acc"
         s, v = _finite(metrics, col)
         best = (f"its test loss fell at best to {_n(v.min())} from {_n(v[0])}" if regression
-                else f"its test accuracy reached at most {v.max():.1%} (step {_step(s[np.argmax(v)])})")
-        out.append(Claim(f"The model memorized its training set at step {_step(mem)} ({fit}) but did not "
+                else f"its test accuracy reached at most {v.max():.1%} (step {format_step(s[np.argmax(v)])})")
+        out.append(Claim(f"The model memorized its training set at step {format_step(mem)} ({fit}) but did not "
                          f"generalize by the rule ({general}) within the run: {best} by the last step, "
-                         f"{_step(last)}.", "training"))
+                         f"{format_step(last)}.", "training"))
     elif gen <= mem:
-        out.append(Claim(f"The model generalized as it fit, with no delay: {general} at step {_step(gen)}, "
-                         f"{fit} at step {_step(mem)}. This run does not grok.", "training"))
+        out.append(Claim(f"The model generalized as it fit, with no delay: {general} at step {format_step(gen)}, "
+                         f"{fit} at step {format_step(mem)}. This run does not grok.", "training"))
     else:
         ratio = gen / max(mem, 1)
         what = ("This is grokking." if ratio >= GROKKING_RATIO
                 else "A short delay: not grokking in the usual sense.")
-        out.append(Claim(f"The model memorized its training set at step {_step(mem)} ({fit}) and generalized "
-                         f"at step {_step(gen)} ({general}): {_step(gen - mem)} steps later, {ratio:.1f}x the "
+        out.append(Claim(f"The model memorized its training set at step {format_step(mem)} ({fit}) and generalized "
+                         f"at step {format_step(gen)} ({general}): {format_step(gen - mem)} steps later, {ratio:.1f}x the "
                          f"memorization step. {what}", "training"))
     if regression and gen is not None:
         s, v = _finite(metrics, "test_loss")
@@ -154,12 +151,12 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
         if end * 10 <= at:
             logv = np.log(np.maximum(v[s >= gen], 1e-300))
             half = int(s[s >= gen][np.argmax(logv <= (logv[0] + logv[-1]) / 2)])
-            out.append(Claim(f"The test loss kept falling long after that: {_n(at)} at step {_step(gen)}, "
+            out.append(Claim(f"The test loss kept falling long after that: {_n(at)} at step {format_step(gen)}, "
                              f"{_n(end)} by the last step ({at / end:,.0f}x lower), half of the fall (on a log "
-                             f"scale) by step {_step(half)}.", "training"))
+                             f"scale) by step {format_step(half)}.", "training"))
     ends = {"memorization": " (the test-loss peak)", "circuit formation": "", "cleanup": ""}
     if any(p["name"] == "circuit formation" for p in phases.get("phases", [])):
-        parts = [f"{p['name']} until step {_step(p['end'])}{ends.get(p['name'], '')}" for p in phases["phases"]]
+        parts = [f"{p['name']} until step {format_step(p['end'])}{ends.get(p['name'], '')}" for p in phases["phases"]]
         out.append(Claim("By Nanda et al.'s three phases: " + ", ".join(parts) + ".", "training", NANDA))
     return out
 
@@ -199,11 +196,11 @@ def fourier_claims(t: Table, gen: int | None, n: Narrative) -> None:
     if half is not None and half < gen:
         n.why.append(Claim(f"The embedding became sparse in the Fourier basis before the model generalized: the "
                            f"Gini coefficient of W_E's Fourier norms rose from {_n(g[0], 2)} to {_n(g[-1], 2)}, "
-                           f"half of the rise by step {_step(half)}, {_step(gen - half)} steps before step "
-                           f"{_step(gen)}{key_text}.", "fourier", NANDA))
+                           f"half of the rise by step {format_step(half)}, {format_step(gen - half)} steps before step "
+                           f"{format_step(gen)}{key_text}.", "fourier", NANDA))
     else:
         n.not_seen.append(Claim(f"Fourier sparsity rose only once the model had generalized (half of its rise "
-                                f"at step {_step(half)}, generalization at {_step(gen)}).", "fourier", NANDA))
+                                f"at step {format_step(half)}, generalization at {format_step(gen)}).", "fourier", NANDA))
 
 
 def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
@@ -219,17 +216,17 @@ def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
         if len(r):
             low = int(np.argmin(r))
             n.not_seen.append(Claim(f"The restricted loss (the loss with only the key frequencies kept) never fell below "
-                                    f"1 nat: its lowest was {_n(r[low])} at step {_step(s[low])}, so the circuit's "
+                                    f"1 nat: its lowest was {_n(r[low])} at step {format_step(s[low])}, so the circuit's "
                                     f"formation cannot be dated from it.", "progress", NANDA))
     elif r1 is not None and (t1 is None or r1 < t1):
-        later = f"{_step(t1 - r1)} steps before the test loss did (step {_step(t1)})" if t1 is not None \
+        later = f"{format_step(t1 - r1)} steps before the test loss did (step {format_step(t1)})" if t1 is not None \
             else "while the test loss never did"
         n.why.append(Claim(f"The generalizing circuit formed before it showed in the test loss: the restricted "
                            f"loss (the loss with only the key frequencies kept) fell below 1 nat at step "
-                           f"{_step(r1)}, {later}.", "progress", NANDA))
+                           f"{format_step(r1)}, {later}.", "progress", NANDA))
     elif r1 is not None:
         n.not_seen.append(Claim(f"The restricted loss did not fall before the test loss (below 1 nat at step "
-                                f"{_step(r1)}, test loss at step {_step(t1)}).", "progress", NANDA))
+                                f"{format_step(r1)}, test loss at step {format_step(t1)}).", "progress", NANDA))
     if "excluded_loss" in t and mem is not None:
         s, e = _finite(t, "excluded_loss")
         after = s >= mem
@@ -239,8 +236,8 @@ def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
             hi = lo + int(np.argmax(e[lo:]))
             if e[hi] - e[lo] >= EXCLUDED_RISE:
                 n.why.append(Claim(f"The model came to rely on the key frequencies: the excluded loss (the train "
-                                   f"loss with them removed) rose from {_n(e[lo])} at step {_step(s[lo])} to "
-                                   f"{_n(e[hi])} at step {_step(s[hi])}.", "progress", NANDA))
+                                   f"loss with them removed) rose from {_n(e[lo])} at step {format_step(s[lo])} to "
+                                   f"{_n(e[hi])} at step {format_step(s[hi])}.", "progress", NANDA))
             else:
                 n.not_seen.append(Claim(f"The excluded loss did not rise after memorization (at most "
                                         f"{_n(e[hi])} from {_n(e[lo])}).", "progress", NANDA))
@@ -278,7 +275,7 @@ def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_decay: f
                  f"({LANDSCAPE_GAIN:g}x its lowest, {_n(lowest)})")
     rho = spearman(_finite(after, "landscape_test_loss")[1], _finite(after, "test_loss")[1]) \
         if len(_finite(after, "landscape_test_loss")[1]) == len(_finite(after, "test_loss")[1]) else float("nan")
-    moved = (f"from the first checkpoint after memorization (step {_step(first)}) to step {_step(last)} the "
+    moved = (f"from the first checkpoint after memorization (step {format_step(first)}) to step {format_step(last)} the "
              f"weight norm went {_n(w[0])} → "
              f"{_n(w[-1])}{scale}, the landscape's best test loss at that norm {_n(l0)} → {_n(l1)}, and the "
              f"run's own test loss {_n(t0)} → {_n(t1)}")
@@ -310,7 +307,7 @@ def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_lu: bo
     s, w = s[s <= gen], w[s <= gen]
     if len(w) and w_at <= (1 - NORM_FALL) * w.max():
         peak = int(np.argmax(w))
-        n.why.append(Claim(f"The weight norm fell from {_n(w[peak])} (step {_step(s[peak])}) to {_n(w_at)} by the "
+        n.why.append(Claim(f"The weight norm fell from {_n(w[peak])} (step {format_step(s[peak])}) to {_n(w_at)} by the "
                            f"generalization step, as Omnigrok's account of weight decay expects.", "weights", OMNIGROK))
 
 
@@ -325,25 +322,25 @@ def ntk_claims(t: Table, mem: int | None, gen: int | None, n: Narrative) -> None
     rel = (a[-1] - a[0]) / max(abs(a[0]), 1e-12)
     if rel >= ALIGNMENT_RISE and half is not None and half <= gen:
         when = ("at generalization" if abs(gen - half) <= 0.1 * gen
-                else f"before the model had even memorized (step {_step(mem)}), well before generalization"
+                else f"before the model had even memorized (step {format_step(mem)}), well before generalization"
                 if mem is not None and half < mem else "between memorization and generalization")
         strong = rel >= LAZY_TO_RICH
         n.why.append(Claim(("The network left the lazy regime: the" if strong else "The")
                            + f" alignment of its NTK with the targets rose {'from' if strong else 'modestly, from'} "
-                           f"{_n(a[0])} to {_n(a[-1])} ({rel:+.0%}), half of the rise by step {_step(half)}, "
-                           f"{when} (step {_step(gen)}).", "ntk_alignment", KUMAR))
+                           f"{_n(a[0])} to {_n(a[-1])} ({rel:+.0%}), half of the rise by step {format_step(half)}, "
+                           f"{when} (step {format_step(gen)}).", "ntk_alignment", KUMAR))
     elif rel >= ALIGNMENT_RISE and half is None:
         # first to last it rose, but by less than 5% of its largest value: it rose and fell back
         peak = int(np.argmax(a))
         n.not_judged.append(f"the NTK alignment's timing: it went from {_n(a[0])} to {_n(a[-1])} ({rel:+.0%}) but "
-                            f"peaked at {_n(a[peak])} (step {_step(s[peak])}) in between, so its rise has no "
+                            f"peaked at {_n(a[peak])} (step {format_step(s[peak])}) in between, so its rise has no "
                             "single half-way step")
     elif rel < ALIGNMENT_RISE:
         n.not_seen.append(Claim(f"The NTK's alignment with the targets did not rise ({_n(a[0])} → {_n(a[-1])}): "
                                 "the network stayed close to its initial kernel.", "ntk_alignment", KUMAR))
     else:
         n.not_seen.append(Claim(f"The NTK's alignment rose only after generalization (half of its rise at step "
-                                f"{_step(half)}, generalization at {_step(gen)}).", "ntk_alignment", KUMAR))
+                                f"{format_step(half)}, generalization at {format_step(gen)}).", "ntk_alignment", KUMAR))
 
 
 def llc_claims(t: Table, training: Table | None, mem: int | None, gen: int, n: Narrative) -> None:
@@ -367,16 +364,16 @@ def llc_claims(t: Table, training: Table | None, mem: int | None, gen: int, n: N
     test = np.array([value_at(training, "test_loss", int(x)) for x in after_s])
     rho = spearman(after_v, test)
     where = ("near the end of memorization" if mem is not None and 0.5 * mem <= s[peak] <= max(2 * mem, mem + 0.1 * gen)
-             else f"at step {_step(s[peak])}")
+             else f"at step {format_step(s[peak])}")
     if v[peak] >= LLC_FALL * v[-1] and np.isfinite(rho) and rho >= LLC_RHO and s[peak] < gen:
         n.why.append(Claim(f"The model's effective complexity peaked {where} and fell as it generalized: the local "
-                           f"learning coefficient rose from {_n(v[0])} to {_n(v[peak])} at step {_step(s[peak])}, then "
+                           f"learning coefficient rose from {_n(v[0])} to {_n(v[peak])} at step {format_step(s[peak])}, then "
                            f"fell to {_n(v[-1])}, tracking the test loss (Spearman ρ = {rho:.2f} over the "
                            f"{len(after_v)} checkpoints after the peak).", "llc", LAU))
     else:
         rho_text = "undefined" if not np.isfinite(rho) else f"{rho:.2f}"
         n.not_seen.append(Claim(f"The local learning coefficient did not peak and then fall with the test loss (peak "
-                                f"{_n(v[peak])} at step {_step(s[peak])}, last {_n(v[-1])}; Spearman ρ with the test "
+                                f"{_n(v[peak])} at step {format_step(s[peak])}, last {_n(v[-1])}; Spearman ρ with the test "
                                 f"loss after the peak {rho_text}).", "llc", LAU))
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from grokscope.console import format_step
 from grokscope.tables import Table
 
 MAX_FIGURES = 4   # an analysis shows the training curves and the first probes' figures
@@ -35,10 +36,6 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{cells}</table>"
 
 
-def _step(value: Any) -> str:
-    return "never" if value is None else f"{int(value):,}"
-
-
 def run_html(run) -> str:
     """A run: status, task, model, steps, transitions and its training curves."""
     from grokscope.report.document import TRAINING_FIGURE
@@ -52,7 +49,7 @@ def run_html(run) -> str:
              else cfg.model.name),
             ("steps logged", f"{int(metrics['step'][-1]):,} of {cfg.train.steps:,}" if len(metrics["step"]) else "none"),
             ("checkpoints", len(run.steps)),
-            ("memorized", _step(run.memorization_step)), ("generalized", _step(run.generalization_step))]
+            ("memorized", format_step(run.memorization_step)), ("generalized", format_step(run.generalization_step))]
     parts = [f"<div><b>grokscope run</b> <code>{html.escape(str(run.path))}</code>", _table(rows)]
     if len(metrics["step"]):
         parts.append(_img(_png(draw_figure(TRAINING_FIGURE, metrics)), "training curves"))

@@ -304,7 +304,10 @@ def thin(x: np.ndarray, y: np.ndarray, n: int = 400, log: bool = False) -> tuple
 
 
 def fmt_step(step: int | float | None) -> str:
-    return "never" if step is None else f"{int(step):,}"
+    """`console.format_step`: the reproductions' checks write steps as every page does."""
+    from grokscope.console import format_step
+
+    return format_step(step)
 
 
 def within_factor(ours: float | None, paper: float, factor: float) -> bool:

@@ -16,16 +16,15 @@ from torch import Tensor
 
 from grokscope.config import RunConfig
 from grokscope.errors import UsageError
-from grokscope.measures.losses import LOSSES
-from grokscope.models import build_model
 from grokscope.files import directory_bytes, format_bytes, free_bytes
+from grokscope.measures.losses import DTYPES, LOSSES  # DTYPES: the trainers import it from here
+from grokscope.models import build_model
 from grokscope.store import RunWriter, estimate_run_bytes
 from grokscope.tasks import build_task, describe_task
 from grokscope.training.optim import Grokfast, make_optimizer, optimizer_from_tensors, optimizer_to_tensors
 from grokscope.training.schedule import checkpoint_schedule
 from grokscope.version import __version__
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # What training computes from a config, as a number: bump it with any change that makes the same
 # config train to other numbers (an initialization, a loss, an optimizer detail). run.json records
 # it, and a run directory is reused (sweeps, landscapes, reproductions) only at the same config
