@@ -48,7 +48,7 @@ GRID = ["optim.lr=1e-4,3e-3", "optim.weight_decay=0,5"]
 
 
 def test_sweep_interrupted_and_restarted_ends_with_the_same_runs(tmp_path, monkeypatch):
-    import grokscope.experiments.sweep as sweep_mod
+    import grokscope.experiments.executors as sweep_mod
 
     sets = ["train.steps=40", "checkpoint.resume_seconds=0"]
     whole = sweep("liu-toy", GRID, overrides=sets, out=tmp_path / "whole", jobs=1, vectorize="never",
@@ -235,7 +235,7 @@ def test_a_stopping_sweep_starts_no_queued_unit(tmp_path, monkeypatch):
     whose training was interrupted tells the others."""
     import multiprocessing
 
-    from grokscope.experiments import sweep as sweep_module
+    from grokscope.experiments import executors as sweep_module
 
     unit = {"vectorized": False, "runs": [(load_preset("liu-toy").to_dict(), str(tmp_path / "r"))]}
     stop = multiprocessing.get_context("spawn").Event()
