@@ -24,8 +24,9 @@ from pathlib import Path
 
 from grokscope.console import Progress
 from grokscope.errors import UsageError
-from grokscope.experiments.executors import (  # noqa: F401  (run_unit: the API's name)
+from grokscope.experiments.executors import (  # noqa: F401  (run_unit, _init_worker: their old home's names)
     SlurmOptions,
+    _init_worker,
     _run_local,
     _run_ray,
     _run_slurm,
