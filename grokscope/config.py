@@ -58,7 +58,9 @@ class ModelConfig:
     layernorm: bool = False
     fast: bool = True              # compute only what the answer position needs
     # mlp model
-    d_embed: int = 0               # 0: one-hot operands; >0: learned embeddings of this width
+    d_embed: int = 0               # 0: operands in a fixed encoding (model.encoding); >0: learned embeddings
+    encoding: str = "one_hot"      # mlp with d_embed 0: one_hot, binary (the bits of each operand) or number
+                                   #   (each operand as one value in [-1, 1]; Exploring Grokking's MLP)
     hidden: tuple[int, ...] = (512,)
     bias: bool = True
     init_scale: float = 1.0        # multiplies every initial weight

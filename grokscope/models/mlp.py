@@ -1,6 +1,7 @@
 """An MLP on the operands of `a b =` tasks, with TransformerLens hook names.
 
-Operands are one-hot (`d_embed = 0`) or learned embeddings, concatenated, then hidden layers
+Operands are a fixed encoding (`d_embed = 0`: one-hot, their binary digits, or each one number in
+[-1, 1], `encoding`) or learned embeddings, concatenated, then hidden layers
 `blocks.{i}.mlp` and a readout `unembed`. Options from Kumar et al. (2024): an output scale alpha
 and the centered predictor f(x) = alpha * (g(x; theta) - g(x; theta_0)), which starts at zero
 whatever alpha is. The initial parameters theta_0 are kept as persistent buffers `init.*` so a
@@ -29,6 +30,9 @@ from grokscope.models import register_model
 from grokscope.models.common import activation
 
 INITS = ("fan_in", "unit", "torch")
+
+
+ENCODINGS = ("one_hot", "binary", "number")
 
 
 class HiddenLayer(nn.Module):
@@ -75,7 +79,7 @@ class MLP(HookedRootModule):
     def __init__(self, d_vocab: int, n_classes: int, n_ctx: int, *, d_embed: int = 0,
                  hidden: tuple[int, ...] = (512,), act: str = "relu", bias: bool = True,
                  init_scale: float = 1.0, alpha: float = 1.0, centered: bool = False,
-                 init: str = "fan_in", d_input: int = 0):
+                 init: str = "fan_in", d_input: int = 0, encoding: str = "one_hot"):
         super().__init__()
         self.d_input = d_input                # > 0: real-valued inputs of this size (images, Gaussians)
         self.n_operands = n_ctx - 1           # the `=` token carries no information
@@ -85,6 +89,10 @@ class MLP(HookedRootModule):
             raise ValueError(f"unknown model.init {init!r}; choose one of {', '.join(INITS)}")
         self.init = init
         self.centered = centered
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown model.encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        self.encoding = encoding
+        self.n_bits = max(1, math.ceil(math.log2(self.n_symbols)))
         if d_input > 0:
             d_in = d_input
         elif d_embed > 0:
@@ -92,7 +100,7 @@ class MLP(HookedRootModule):
             self.embed.W_E = nn.Parameter(torch.empty(self.n_symbols, d_embed))
             d_in = d_embed * self.n_operands
         else:
-            d_in = self.n_symbols * self.n_operands
+            d_in = self.n_operands * {"one_hot": self.n_symbols, "binary": self.n_bits, "number": 1}[encoding]
         self.hook_embed = HookPoint()  # (batch, n_operands * width): the concatenated operands
         widths = (d_in, *hidden)
         self.blocks = nn.ModuleList(Block(widths[i], widths[i + 1], act, bias)
@@ -133,10 +141,18 @@ class MLP(HookedRootModule):
                 for name, _ in self.named_parameters()}
 
     def one_hot(self, operands: Tensor) -> Tensor:
-        """(batch, n_operands) -> (batch, n_operands * n_symbols); a comparison, not F.one_hot,
-        so that torch.func.vmap can batch it (the NTK computes per-example Jacobians)."""
+        """The fixed input encoding, (batch, n_operands) -> (batch, n_operands * width): one-hot
+        (width n_symbols), binary digits, least significant first (width n_bits), or the number
+        2 a / (n_symbols - 1) - 1 (width 1). Comparisons and shifts, not F.one_hot, so that
+        torch.func.vmap can batch it (the NTK computes per-example Jacobians)."""
+        dtype = self.unembed.W_U.dtype
+        if self.encoding == "binary":
+            bits = torch.arange(self.n_bits, device=operands.device)
+            return ((operands[..., None] >> bits) & 1).flatten(1).to(dtype)
+        if self.encoding == "number":
+            return (2 * operands.to(dtype) / (self.n_symbols - 1) - 1).flatten(1)
         symbols = torch.arange(self.n_symbols, device=operands.device)
-        return (operands[..., None] == symbols).flatten(1).to(self.unembed.W_U.dtype)
+        return (operands[..., None] == symbols).flatten(1).to(dtype)
 
     def g(self, tokens: Tensor) -> Tensor:
         if self.d_input > 0:
@@ -168,8 +184,12 @@ class MLP(HookedRootModule):
 @register_model("mlp", stackable=True)
 def _build(config, task) -> MLP:
     m = config.model
+    if m.encoding not in ENCODINGS:
+        from grokscope.errors import UsageError
+
+        raise UsageError(f"unknown model.encoding {m.encoding!r}; choose one of {', '.join(ENCODINGS)}")
     continuous = getattr(task, "is_continuous", False)
     n_out = task.n_classes or (task.all_labels.shape[1] if task.all_labels.dim() > 1 else 1)
     return MLP(task.vocab_size, n_out, task.n_ctx, d_embed=m.d_embed, hidden=m.hidden, act=m.act, bias=m.bias,
                init_scale=m.init_scale, alpha=m.alpha, centered=m.centered, init=m.init,
-               d_input=task.all_inputs.shape[1] if continuous else 0)
+               d_input=task.all_inputs.shape[1] if continuous else 0, encoding=m.encoding)

@@ -178,3 +178,26 @@ def test_lstm_model_trains_and_exposes_hooks(tmp_path):
     assert logits.shape == (5, 13)
     assert cache["hook_hidden"].shape == (5, 3, 12) and cache["hook_embed"].shape == (5, 3, 12)
     torch.testing.assert_close(model.unembed(cache["hook_hidden"][:, -1]), logits)
+
+
+def test_the_mlp_input_encodings():
+    """One-hot, binary digits (least significant first) and one number per operand in [-1, 1]; the
+    layerwise NTK (which reads the fixed encoding) equals the autograd one for each."""
+    from grokscope.measures.ntk import empirical_ntk
+    from grokscope.models.mlp import MLP
+
+    tokens = torch.tensor([[0, 5, 97], [96, 1, 97]])
+    expect = {"one_hot": 2 * 97, "binary": 2 * 7, "number": 2}
+    for encoding, width in expect.items():
+        torch.manual_seed(0)
+        model = MLP(98, 97, 3, hidden=(8,), encoding=encoding)
+        x = model.one_hot(tokens[:, :2])
+        assert x.shape == (2, width)
+        if encoding == "binary":
+            assert x[0].tolist() == [0] * 7 + [1, 0, 1, 0, 0, 0, 0]
+            assert x[1, :7].tolist() == [0, 0, 0, 0, 0, 1, 1]   # 96 = 32 + 64
+        if encoding == "number":
+            torch.testing.assert_close(x, torch.tensor([[-1.0, 2 * 5 / 96 - 1], [1.0, 2 / 96 - 1]]))
+        fast = empirical_ntk(model, tokens, method="layerwise")
+        slow = empirical_ntk(model, tokens, method="jacobian")
+        torch.testing.assert_close(fast, slow)
