@@ -92,7 +92,7 @@ class MLP(HookedRootModule):
         if encoding not in ENCODINGS:
             raise ValueError(f"unknown model.encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
         self.encoding = encoding
-        self.n_bits = max(1, math.ceil(math.log2(self.n_symbols)))
+        self.n_bits = max(1, math.ceil(math.log2(max(self.n_symbols, 2))))
         if d_input > 0:
             d_in = d_input
         elif d_embed > 0:

@@ -86,7 +86,7 @@ def test_quick_scale_reproduces_the_papers_shape_and_reuses_its_runs(tmp_path):
     r = cli("reproduce", "kumar-modadd", "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     result = json.loads((out / "results.json").read_text())
-    assert [c["ok"] for c in result["checks"]] == [True] * 5, result["checks"]
+    assert [c["ok"] for c in result["checks"]] == [True, True, None, True, True], result["checks"]  # norm: reported
     for name in ("figure.png", "figure.pdf", "figure.svg", "figure.csv", "figure.json", "results.csv", "report.md",
                  "report.html"):
         assert (out / name).exists(), name
@@ -111,5 +111,5 @@ def test_full_scale_matches_the_paper(tmp_path):
     r = cli("reproduce", "kumar-modadd", "--scale", "full", "--out", tmp_path / "km", "--quiet")
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "km" / "results.json").read_text())
-    assert all(c["ok"] for c in result["checks"]), result["checks"]
+    assert all(c["ok"] is not False for c in result["checks"]), result["checks"]
     assert math.isclose(float(result["meta"]["parts"][0]["grid"][0].split("=")[1].split(",")[0]), 0.5)
