@@ -7,10 +7,6 @@ bash scripts/setup.sh
 if [ $# -gt 0 ]; then
   exec python -m pytest -q "$@"
 fi
-# The default run (slow tests deselected), then the slow part of the fault-injection suite:
-# real SIGKILL/SIGINT of fresh processes and every stored file truncated or emptied (slow only
-# for their many fresh processes and cases), the LLC accuracy checks, the Slurm array, the notebook
-# page and the recorder's example script (each a fresh process tree). CI runs both; `-m slow` alone adds the long
-# end-to-end runs (quickstart to grokking).
+# The default run: every test not marked slow (under 10 minutes on 2 cores). CI (.ci/run) then
+# runs a selection of the slow ones: `bash scripts/test.sh -m slow -k "..."` runs any of them.
 python -m pytest -q --durations=25
-python -m pytest -q -m slow -k "real_interrupt or sigkill or truncate or empty or llc or slurm or notebook or example_script"

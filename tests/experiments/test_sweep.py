@@ -253,6 +253,7 @@ def test_a_stopping_sweep_starts_no_queued_unit(tmp_path, monkeypatch):
     assert stop.is_set()
 
 
+@pytest.mark.slow   # a whole reproduction or fresh processes: run by .ci/run after the README command
 def test_sigint_to_the_sweep_process_alone_stops_its_workers(tmp_path):
     """`kill -INT` on the sweep's process (not its process group, as Ctrl-C in a terminal does):
     the workers get it too, flush and stop, and no queued run starts; the rerun finishes."""

@@ -57,6 +57,7 @@ def test_an_mlp_that_groks_after_the_transformer_fails_only_the_does_not_grok_ch
     assert failed == ["MLP, fraction 0.5, weight decay 1: does not grok"], failed
 
 
+@pytest.mark.slow   # a whole reproduction or fresh processes: run by .ci/run after the README command
 def test_quick_scale_memorizes_without_generalizing(tmp_path):
     r = cli("reproduce", "exploring-grokking", "--out", tmp_path / "e", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -65,6 +65,7 @@ def test_the_checks_pass_on_the_papers_numbers_and_fail_on_the_old_probe_default
     assert not toy_checks("full", shrinking)[-1].ok
 
 
+@pytest.mark.slow   # a whole reproduction or fresh processes: run by .ci/run after the README command
 def test_quick_scale_shows_the_lazy_phase_the_kernel_baseline_and_the_alpha_delay(tmp_path):
     r = cli("reproduce", "kumar-toy", "--out", tmp_path / "kt", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -144,6 +144,7 @@ def test_default_run_checks_compare_the_authors_steps():
     assert [c.ok for c in quick] == [False, False, True, True]
 
 
+@pytest.mark.slow   # a whole reproduction or fresh processes: run by .ci/run after the README command
 def test_quick_scale_reproduces_the_authors_default_run_and_the_four_phases(tmp_path):
     r = cli("reproduce", "liu", "--out", tmp_path / "l", "--quiet")
     assert r.returncode == 0, r.stderr

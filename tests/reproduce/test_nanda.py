@@ -50,6 +50,7 @@ def test_the_checks_pass_on_the_published_dynamics_and_fail_off_them():
     assert [c.quantity for c in good if c.ok is None] == ["phases: memorization / circuit formation / cleanup start"]
 
 
+@pytest.mark.slow   # a whole reproduction or fresh processes: run by .ci/run after the README command
 def test_quick_scale_memorizes_when_the_published_runs_do(tmp_path):
     r = cli("reproduce", "nanda", "--out", tmp_path / "n", "--quiet")
     assert r.returncode == 0, r.stderr

@@ -64,6 +64,7 @@ def test_every_judged_check_fails_off_the_authors_outputs():
     assert [c.quantity for c in checks("full", off) if c.ok is False] == [c.quantity for c in good] and len(good) == 11
 
 
+@pytest.mark.slow   # a whole reproduction: run by .ci/run after the README command
 def test_the_landscape_and_modular_addition_parts_run_without_mnist(tmp_path):
     """The quick scale's landscape and fixed-norm modular addition, trained here; their checks
     hold (the MNIST part needs ../shared's data and is tested below where it is present)."""
@@ -85,6 +86,7 @@ def test_mnist_needs_a_data_dir(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.slow
 def test_quick_scale_draws_the_l_and_u_and_memorizes_mnist_from_a_large_init(tmp_path):
     r = cli("reproduce", "omnigrok", "--out", tmp_path / "o", "--data-dir", MNIST, "--quiet")
     assert r.returncode == 0, r.stderr
