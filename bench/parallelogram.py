@@ -14,7 +14,7 @@ from pathlib import Path
 
 from grokscope import load_preset, train, with_overrides
 from grokscope.analysis.engine import measure_checkpoint
-from grokscope.importers import import_nanda
+from grokscope.external.importers import import_nanda
 from grokscope.measures.parallelogram import critical_fraction
 from grokscope.probes.base import resolve_probe
 

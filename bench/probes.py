@@ -20,7 +20,7 @@ from pathlib import Path
 
 from grokscope import analyze, load_preset, train, with_overrides
 from grokscope.analysis.engine import measure_checkpoint
-from grokscope.importers import import_nanda
+from grokscope.external.importers import import_nanda
 from grokscope.probes.base import resolve_probe
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,9 +24,9 @@ _LAZY = {
     "train_many": "grokscope.training.stacked",
     "analyze": "grokscope.analysis",
     "build_report": "grokscope.report.document",
-    "import_run": "grokscope.importers",
-    "import_checkpoints": "grokscope.importers",
-    "Recorder": "grokscope.recorder",
+    "import_run": "grokscope.external.importers",
+    "import_checkpoints": "grokscope.external.importers",
+    "Recorder": "grokscope.external.recorder",
     "sweep": "grokscope.experiments.sweep",
     "landscape": "grokscope.experiments.landscape",
     # writing a probe

@@ -377,7 +377,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from grokscope.importers import import_run
+    from grokscope.external.importers import import_run
 
     out = args.out or Path("checkpoints") / Path(args.source).stem
     if args.format == "checkpoints":

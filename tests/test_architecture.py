@@ -42,3 +42,10 @@ def test_no_function_is_longer_than_80_lines():
                 long.append(f"{path.relative_to(package)}:{node.lineno} {node.name} "
                             f"({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def test_the_top_level_holds_at_most_12_modules():
+    """Every further idea goes into the package it belongs to (issue 27)."""
+    package = Path(__file__).resolve().parents[1] / "grokscope"
+    modules = sorted(p.name for p in package.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) <= 12, modules

@@ -10,8 +10,8 @@ from user_models import HOOKS, Plain
 
 import grokscope
 from grokscope.errors import CorruptFileError, UsageError
-from grokscope.importers import import_checkpoints, step_of
-from grokscope.recorder import measured_row
+from grokscope.external.importers import import_checkpoints, step_of
+from grokscope.external.recorder import measured_row
 from grokscope.store import Run, read_metrics_rows
 
 FACTORY = f"{ROOT / 'tests' / 'user_models.py'}:Plain"

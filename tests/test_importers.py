@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from helpers import SHARED, run_cli
 
 from grokscope.analysis import analyze
-from grokscope.importers import import_nanda, nanda_state_dict
+from grokscope.external.importers import import_nanda, nanda_state_dict
 
 FIXTURE = SHARED / "fixtures" / "nanda_p113_wd0.1_seed1_final.pth"
 

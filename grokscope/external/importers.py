@@ -90,7 +90,7 @@ def import_nanda(src: str | Path, out: str | Path) -> Run:
 
     model = build_model(config, task)
     model.load_state_dict(state)  # checks every name and shape
-    from grokscope.recorder import measured_row
+    from grokscope.external.recorder import measured_row
 
     final = measured_row(model, task, config, final_step, lr=0.0)
 
@@ -234,7 +234,7 @@ def import_checkpoints(src: str | Path, out: str | Path, *, model: str, task: st
     from grokscope.config import with_overrides
     from grokscope.console import Progress
     from grokscope.models import build_model
-    from grokscope.recorder import external_config, measured_row, split_for
+    from grokscope.external.recorder import external_config, measured_row, split_for
 
     src, out = Path(src), Path(out)
     if not src.is_dir():
