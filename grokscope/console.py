@@ -20,7 +20,7 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class Progress:
+class ProgressLine:
     def __init__(self, total: int, start: int = 0, label: str = "step", enabled: bool = True,
                  stream: TextIO | None = None, interval: float | None = None):
         self.total, self.start, self.label = total, start, label

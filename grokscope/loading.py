@@ -1,7 +1,7 @@
 """Objects named by `module:name` or `path/to/file.py:name`: users' probes and model factories.
 
 A file is imported once per process under a name derived from its resolved path, so the same
-file named twice gives the same classes. Errors are one line that name the spec.
+file named twice gives the same classes. Errors are one line that name the reference.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ def is_spec(text: str) -> bool:
     return ":" in text and not text.startswith(":") and not text.endswith(":")
 
 
-def load_object(spec: str, what: str = "object") -> Any:
-    """The object `spec` names. `what` ("probe", "model factory") words the errors."""
-    target, _, name = spec.rpartition(":")
+def load_object(ref: str, what: str = "object") -> Any:
+    """The object `ref` names. `what` ("probe", "model factory") words the errors."""
+    target, _, name = ref.rpartition(":")
     if not target or not name:
-        raise UsageError(f"{what} {spec!r} must be module:name or path/to/file.py:name")
+        raise UsageError(f"{what} {ref!r} must be module:name or path/to/file.py:name")
     if target.endswith(".py") or "/" in target:
         path = Path(target)
         if not path.is_file():
@@ -48,13 +48,13 @@ def load_object(spec: str, what: str = "object") -> Any:
     obj = module
     for part in name.split("."):
         if not hasattr(obj, part):
-            raise UsageError(f"{target} has no {part!r} (from {what} {spec!r})")
+            raise UsageError(f"{target} has no {part!r} (from {what} {ref!r})")
         obj = getattr(obj, part)
     return obj
 
 
 def spec_of(obj: Any) -> str:
-    """The spec that names `obj` again in another process: `module:qualname`, or the script's
+    """The reference that names `obj` again in another process: `module:qualname`, or the script's
     path when it lives in `__main__` (the script must guard its training with
     `if __name__ == "__main__":`, since importing it runs its top level)."""
     module = getattr(obj, "__module__", None)

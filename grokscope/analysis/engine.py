@@ -27,7 +27,7 @@ import numpy as np
 
 from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkpoint_hashes
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
-from grokscope.console import Progress
+from grokscope.console import ProgressLine
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe, unmet_need
 from grokscope.specs import write_spec
@@ -206,7 +206,7 @@ def measure_all(run: Run, active: list[Selected], chosen: list[int], cache_dir: 
             else:
                 todo.setdefault(step, []).append(sel)
 
-    bar = Progress(len(todo), label="checkpoint", enabled=progress and bool(todo))
+    bar = ProgressLine(len(todo), label="checkpoint", enabled=progress and bool(todo))
     done = 0
 
     def record(step: int, measured: dict[str, dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from grokscope.config import RunConfig
-from grokscope.console import Progress
+from grokscope.console import ProgressLine
 from grokscope.errors import GrokscopeError, UsageError
 from grokscope.experiments.grid import Point
 from grokscope.files import atomic_write_json, read_json
@@ -138,7 +138,7 @@ def _progress(units: list[dict], finished: set[int]) -> float:
     return done
 
 
-def _run_local(units: list[dict], jobs: int, bar: Progress, base: int) -> None:
+def _run_local(units: list[dict], jobs: int, bar: ProgressLine, base: int) -> None:
     if jobs <= 1 or len(units) <= 1:
         for i, unit in enumerate(units):
             run_unit(unit, threads=0)
@@ -173,7 +173,7 @@ def _run_local(units: list[dict], jobs: int, bar: Progress, base: int) -> None:
     pool.shutdown()
 
 
-def _run_ray(units: list[dict], address: str | None, bar: Progress, base: int) -> None:
+def _run_ray(units: list[dict], address: str | None, bar: ProgressLine, base: int) -> None:
     try:
         import ray
     except ImportError:
@@ -286,7 +286,7 @@ def _check_no_live_jobs(out: Path, options: SlurmOptions) -> None:
                          "running; wait for them (squeue --me) or cancel them (scancel), then run the same command")
 
 
-def _run_slurm(units: list[dict], out: Path, options: SlurmOptions, bar: Progress, base: int) -> None:
+def _run_slurm(units: list[dict], out: Path, options: SlurmOptions, bar: ProgressLine, base: int) -> None:
     """Submit the units as one job array and wait for it. Interrupting the wait leaves the array
     running on the cluster; the same command later picks up what it finished."""
     _check_no_live_jobs(out, options)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from grokscope.config import RunConfig
-from grokscope.console import Progress
+from grokscope.console import ProgressLine
 from grokscope.errors import UsageError
 from grokscope.measures.landscape import landscape_summary
 from grokscope.specs import FigureSpec, Panel
@@ -68,7 +68,7 @@ def landscape(config: RunConfig, scales: list[float], out: str | os.PathLike, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(scale_config(config, s).to_dict(), str(out / f"scale_{s:g}"), device) for s in scales]
-    bar = Progress(len(tasks), label="norm", enabled=progress)
+    bar = ProgressLine(len(tasks), label="norm", enabled=progress)
     bar.update(0, force=True)
     if jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:

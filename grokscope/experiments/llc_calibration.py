@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grokscope.console import Progress
+from grokscope.console import ProgressLine
 from grokscope.errors import UsageError
 from grokscope.measures.llc import SGLDSettings, estimate_llc, llc_diagnostics
 from grokscope.measures.losses import loss_and_accuracy
@@ -59,7 +59,7 @@ def calibrate(run: Run, step: int | None = None, *, epsilons=EPSILONS, nbetas=NB
         return loss_and_accuracy(o, y, kind, torch.float32, targets)[0]
 
     rows, traces = [], {}
-    bar = Progress(len(epsilons) * len(nbetas), label="setting", enabled=progress)
+    bar = ProgressLine(len(epsilons) * len(nbetas), label="setting", enabled=progress)
     for b in nbetas:
         for e in epsilons:
             settings = SGLDSettings(**{**base.as_dict(), "epsilon": float(e), "nbeta": float(b)})

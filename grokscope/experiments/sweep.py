@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from grokscope.console import Progress
+from grokscope.console import ProgressLine
 from grokscope.errors import UsageError
 from grokscope.experiments.executors import (  # noqa: F401  (run_unit, _init_worker: their old home's names)
     SlurmOptions,
@@ -82,7 +82,7 @@ def sweep(presets: list[str] | str, grids: list[str] | list[Axis] = (), *, seeds
     if progress:
         print(f"sweep: {len(points)} runs ({n_done} complete, {stacked} to train stacked, "
               f"{len(points) - n_done - stacked} one by one) -> {out}", file=sys.stderr)
-    bar = Progress(len(points), start=n_done, label="run", enabled=progress)
+    bar = ProgressLine(len(points), start=n_done, label="run", enabled=progress)
     bar.update(n_done, force=True)
     t0 = time.perf_counter()
     try:

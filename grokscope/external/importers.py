@@ -232,7 +232,7 @@ def import_checkpoints(src: str | Path, out: str | Path, *, model: str, task: st
     config file's [task]); `config`: a JSON/TOML file or a dict of sections; `overrides`:
     `section.key=value` strings; `split`: a JSON file of train_indices (and test_indices)."""
     from grokscope.config import with_overrides
-    from grokscope.console import Progress
+    from grokscope.console import ProgressLine
     from grokscope.models import build_model
     from grokscope.external.recorder import external_config, measured_row, split_for
 
@@ -264,7 +264,7 @@ def import_checkpoints(src: str | Path, out: str | Path, *, model: str, task: st
     writer.check_new(cfg)
     net = build_model(cfg, task_obj)
     states, rows = [], []
-    bar = Progress(len(steps), label="checkpoint", enabled=progress)
+    bar = ProgressLine(len(steps), label="checkpoint", enabled=progress)
     for i, step in enumerate(steps):
         path = by_step[step]
         state = read_state_dict(path)

@@ -27,7 +27,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.models import register_model
-from grokscope.models.common import activation
+from grokscope.models.activations import activation
 
 INITS = ("fan_in", "unit", "torch")
 

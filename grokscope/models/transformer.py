@@ -32,7 +32,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.models import register_model
-from grokscope.models.common import activation
+from grokscope.models.activations import activation
 
 
 class LayerNorm(nn.Module):

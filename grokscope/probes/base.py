@@ -233,32 +233,32 @@ def available_probes() -> list[tuple[str, str, str]]:
     return rows
 
 
-def _check_class(obj: Any, spec: str) -> type[Probe]:
+def _check_class(obj: Any, ref: str) -> type[Probe]:
     if not (isinstance(obj, type) and issubclass(obj, Probe)):
-        raise UsageError(f"{spec} is not a grokscope.Probe subclass")
+        raise UsageError(f"{ref} is not a grokscope.Probe subclass")
     if not obj.name:
-        raise UsageError(f"{spec} has no `name`; set the class attribute name = \"...\"")
+        raise UsageError(f"{ref} has no `name`; set the class attribute name = \"...\"")
     return obj
 
 
-def _load_spec(spec: str) -> type[Probe]:
-    return _check_class(load_object(spec, "probe"), spec)
+def _load_ref(ref: str) -> type[Probe]:
+    return _check_class(load_object(ref, "probe"), ref)
 
 
-def resolve_probe(spec: str) -> tuple[type[Probe], str]:
-    """A probe class from a name or a `module:Class` / `file.py:Class` spec, and its origin."""
+def resolve_probe(ref: str) -> tuple[type[Probe], str]:
+    """A probe class from a name or a `module:Class` / `file.py:Class` reference, and its origin."""
     _load_builtins()
-    if ":" in spec:
-        return _load_spec(spec), spec
-    if spec in _BUILTINS:
-        return _BUILTINS[spec], "built-in"
+    if ":" in ref:
+        return _load_ref(ref), ref
+    if ref in _BUILTINS:
+        return _BUILTINS[ref], "built-in"
     eps = _entry_points()
-    if spec in eps:
+    if ref in eps:
         try:
-            cls = eps[spec].load()
+            cls = eps[ref].load()
         except Exception as e:
-            raise UsageError(f"probe {spec!r} from entry point {eps[spec].value} failed to load: {e}") from None
-        return _check_class(cls, eps[spec].value), f"entry point {eps[spec].value}"
+            raise UsageError(f"probe {ref!r} from entry point {eps[ref].value} failed to load: {e}") from None
+        return _check_class(cls, eps[ref].value), f"entry point {eps[ref].value}"
     known = sorted(set(_BUILTINS) | set(eps))
-    raise UsageError(f"unknown probe {spec!r}; known probes: {', '.join(known)} "
+    raise UsageError(f"unknown probe {ref!r}; known probes: {', '.join(known)} "
                      "(or pass module:Class or path/to/file.py:Class)")

@@ -12,7 +12,7 @@ from grokscope.measures.fourier import (
     key_frequencies_from_norms,
     neuron_frequency_fractions,
 )
-from grokscope.models.parts import answer_neuron_acts, neuron_to_logit, token_embedding
+from grokscope.models.weight_views import answer_neuron_acts, neuron_to_logit, token_embedding
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, register_probe
 from grokscope.specs import FigureSpec, Headline, Panel
 

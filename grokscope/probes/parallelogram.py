@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from grokscope.measures.parallelogram import parallelogram_loss, parallelograms, predicted_accuracy, rqi
-from grokscope.models.parts import token_embedding
+from grokscope.models.weight_views import token_embedding
 from grokscope.probes.base import Probe, ProbeContext, register_probe
 from grokscope.specs import FigureSpec, Panel
 

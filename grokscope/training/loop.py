@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from grokscope.config import RunConfig
-from grokscope.console import Progress, format_duration
+from grokscope.console import ProgressLine, format_duration
 from grokscope.errors import DiskFullError, GrokscopeError
 from grokscope.measures.losses import embed_penalty, loss_and_accuracy
 from grokscope.measures.transitions import (
@@ -140,7 +140,7 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
     t = config.train
     to_checkpoint = set(checkpoint_schedule(t.steps, config.checkpoint))
     interrupted, handlers = catch_interrupts()
-    bar = Progress(t.steps, start=stepper.step, enabled=progress, label=label)
+    bar = ProgressLine(t.steps, start=stepper.step, enabled=progress, label=label)
     gen_steps = {id(st): transition_steps(st.writer.metrics())[1] for st in stepper.runs}
     scanned = {id(st): len(st.writer.rows) for st in stepper.runs}  # rows before this segment: in gen_steps
     stopped_early = None

@@ -201,3 +201,17 @@ def test_the_mlp_input_encodings():
         fast = empirical_ntk(model, tokens, method="layerwise")
         slow = empirical_ntk(model, tokens, method="jacobian")
         torch.testing.assert_close(fast, slow)
+
+
+def test_token_embedding_of_an_encoded_mlp_is_what_its_first_layer_makes_of_each_token():
+    from grokscope.models.mlp import MLP
+    from grokscope.models.weight_views import token_embedding
+
+    for encoding in ("one_hot", "binary", "number"):
+        torch.manual_seed(0)
+        model = MLP(24, 23, 3, hidden=(8,), encoding=encoding, bias=False)
+        E = token_embedding(model, 23)                     # (23, 2 * 8): position 0's map, then position 1's
+        a, b = 5, 17
+        x = model.one_hot(torch.tensor([[a, b]]))
+        pre = x @ model.blocks[0].mlp.W_in.detach()        # the first layer's pre-activation of (a, b)
+        torch.testing.assert_close(pre[0], E[a, :8] + E[b, 8:])

@@ -9,13 +9,18 @@ from torch import Tensor, nn
 def token_embedding(model: nn.Module, n_symbols: int) -> Tensor:
     """(n_symbols, width): the vector each operand token is mapped to.
 
-    The transformer's and the embedding MLP's `embed.W_E` rows; for a one-hot MLP, the first
-    layer's input weights for each operand position, side by side (the map a token goes through).
+    The transformer's and the embedding MLP's `embed.W_E` rows; for an MLP on a fixed encoding,
+    what the first layer makes of each token at each operand position, side by side (the map a
+    token goes through): for one-hot operands, the first layer's input weights.
     """
     embed = getattr(model, "embed", None)
     if embed is not None and hasattr(embed, "W_E"):
         return embed.W_E[:n_symbols].detach()
     W_in = model.blocks[0].mlp.W_in.detach()
+    if getattr(model, "encoding", "one_hot") != "one_hot":
+        code = model.one_hot(torch.arange(n_symbols, device=W_in.device)[:, None]).to(W_in.dtype)
+        width = code.shape[1]
+        return torch.cat([code @ W_in[i * width:(i + 1) * width] for i in range(W_in.shape[0] // width)], dim=1)
     n_pos = W_in.shape[0] // n_symbols
     return torch.cat([W_in[i * n_symbols:(i + 1) * n_symbols] for i in range(n_pos)], dim=1)
 

@@ -1,4 +1,4 @@
-"""Pieces shared by the models."""
+"""The activation functions the models share, by config name (`model.act`)."""
 
 from __future__ import annotations
 
