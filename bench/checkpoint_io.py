@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import save as torch_save
 
 from grokscope import load_preset
-from grokscope.models import build_model
 from grokscope.files import _canonical_header, atomic_write_bytes
+from grokscope.models import build_model
 from grokscope.store import RunWriter, checkpoint_name
 from grokscope.tasks import build_task
 

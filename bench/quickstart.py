@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from grokscope import load_preset, train
+from grokscope.files import save_tensors
 from grokscope.measures.losses import loss_and_accuracy
 from grokscope.models import build_model
-from grokscope.files import save_tensors
 from grokscope.tasks import build_task
 from grokscope.training.schedule import checkpoint_schedule
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from einops import einsum
 
 from grokscope import load_preset
+from grokscope.files import save_tensors
 from grokscope.models import build_model
 from grokscope.models.transformer import Transformer
-from grokscope.files import save_tensors
 from grokscope.tasks import build_task
 from grokscope.training.state import weight_norm
 

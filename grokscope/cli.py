@@ -220,8 +220,8 @@ def _plan(args) -> int:
     import torch
 
     from grokscope.config import load_preset, with_overrides
-    from grokscope.models import build_model
     from grokscope.files import format_bytes, free_bytes
+    from grokscope.models import build_model
     from grokscope.tasks import build_task
     from grokscope.training.schedule import checkpoint_schedule
     from grokscope.training.state import check_config, default_out, disk_estimate

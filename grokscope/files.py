@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from grokscope.errors import CorruptFileError, DiskFullError
 
 if TYPE_CHECKING:   # torch and safetensors load where tensors are written or read: tables, specs and
-    import torch    # the report write only JSON and CSV through here
+    import torch  # the report write only JSON and CSV through here
 
 
 # ---------------------------------------------------------------- atomic files

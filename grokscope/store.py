@@ -27,8 +27,8 @@ from grokscope.config import RunConfig
 from grokscope.errors import CorruptFileError, UsageError
 from grokscope.files import (
     atomic_write_json,
-    disk_full_error,
     atomic_write_text,
+    disk_full_error,
     fsync_file,
     load_tensors,
     read_json,

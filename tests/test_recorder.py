@@ -15,8 +15,8 @@ from user_models import HOOKS, Plain
 
 import grokscope
 from grokscope.errors import UsageError
-from grokscope.models.adapter import Adapted, parse_hooks
 from grokscope.external.recorder import Recorder, measured_row
+from grokscope.models.adapter import Adapted, parse_hooks
 from grokscope.store import Run, read_metrics_rows
 
 EXAMPLE = ROOT / "docs" / "examples" / "own_loop.py"

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from grokscope.errors import CorruptFileError
-from grokscope.probes.base import Probe
 from grokscope.files import atomic_write_bytes, atomic_write_json, read_json
+from grokscope.probes.base import Probe
 from grokscope.store import Run
 
 

@@ -29,9 +29,9 @@ from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkp
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
 from grokscope.console import ProgressLine
 from grokscope.errors import CorruptFileError, UsageError
+from grokscope.files import atomic_write_bytes
 from grokscope.probes.base import Probe, ProbeContext, ProbeResult, resolve_probe, unmet_need
 from grokscope.specs import write_spec
-from grokscope.files import atomic_write_bytes
 from grokscope.store import Run, load_run
 from grokscope.tables import (
     Table,

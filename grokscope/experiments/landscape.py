@@ -22,9 +22,9 @@ import numpy as np
 from grokscope.config import RunConfig
 from grokscope.console import ProgressLine
 from grokscope.errors import UsageError
+from grokscope.files import atomic_write_json
 from grokscope.measures.landscape import landscape_summary
 from grokscope.specs import FigureSpec, Panel
-from grokscope.files import atomic_write_json
 from grokscope.store import load_run
 from grokscope.tables import Table, landscape_table_path, write_table
 

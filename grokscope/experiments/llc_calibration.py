@@ -25,10 +25,10 @@ import torch
 
 from grokscope.console import ProgressLine
 from grokscope.errors import UsageError
+from grokscope.files import atomic_write_json
 from grokscope.measures.llc import SGLDSettings, estimate_llc, llc_diagnostics
 from grokscope.measures.losses import loss_and_accuracy
 from grokscope.specs import FigureSpec, Panel
-from grokscope.files import atomic_write_json
 from grokscope.store import Run
 from grokscope.tables import write_table
 from grokscope.tasks import task_targets

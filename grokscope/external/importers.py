@@ -233,8 +233,8 @@ def import_checkpoints(src: str | Path, out: str | Path, *, model: str, task: st
     `section.key=value` strings; `split`: a JSON file of train_indices (and test_indices)."""
     from grokscope.config import with_overrides
     from grokscope.console import ProgressLine
-    from grokscope.models import build_model
     from grokscope.external.recorder import external_config, measured_row, split_for
+    from grokscope.models import build_model
 
     src, out = Path(src), Path(out)
     if not src.is_dir():

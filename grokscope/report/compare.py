@@ -9,10 +9,11 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from grokscope.files import atomic_write_text
 from grokscope.measures.transitions import locate_phases
 from grokscope.report.figures import figure, save_figure
+from grokscope.report.html import page
 from grokscope.report.style import RC
-from grokscope.files import atomic_write_text
 from grokscope.store import Run
 from grokscope.tables import write_table
 
@@ -83,9 +84,7 @@ def _write(runs: list[Run], rows: dict[str, list], files: list[str], out: Path) 
     png = base64.b64encode((out / "compare.png").read_bytes()).decode()
     cells = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(table[h][i]))}</td>" for h in header) + "</tr>"
                     for i in range(len(runs)))
-    atomic_write_text(out / "compare.html",
-                      "<!DOCTYPE html><html><head><meta charset='utf-8'><title>grokscope comparison</title></head>"
-                      f"<body><h1>grokscope comparison</h1><img src='data:image/png;base64,{png}' style='max-width:100%'>"
-                      "<table border=1><tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{cells}</table>"
-                      "</body></html>\n")
+    atomic_write_text(out / "compare.html", page(
+        "grokscope comparison", f"<h1>grokscope comparison</h1><img src='data:image/png;base64,{png}'>"
+        "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{cells}</table>"))
     return Comparison(out / "compare.html")

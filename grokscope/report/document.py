@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from grokscope.errors import UsageError
+from grokscope.files import atomic_write_text
 from grokscope.measures.transitions import change_span
 from grokscope.report.figures import draw_figure, figure, figure_data, save_figure
-from grokscope.console import format_step
+from grokscope.report.html import TAIL
+from grokscope.report.html import head as page_head
 from grokscope.report.narrative import MECHANISMS, Claim, Narrative, narrative
 from grokscope.specs import SPEC_SUFFIX, FigureSpec, Panel, ReportSpec, read_spec
-from grokscope.files import atomic_write_text
 from grokscope.store import Run
 from grokscope.tables import (
     Table,
@@ -205,12 +206,6 @@ def _provenance(run) -> list[str]:
             f"grokscope {run.info.get('grokscope_version')}, torch {run.info.get('torch_version')}"]
 
 
-CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45;"
-       "overflow-wrap:anywhere}img{max-width:100%;height:auto}table{border-collapse:collapse}"
-       "td,th{border:1px solid #ccc;padding:2px 6px}code{background:#f4f4f4}"
-       ".src{color:#555;font-size:90%}")
-
-
 def _cite(c: Claim, md: bool) -> str:
     parts = []
     if c.figure:
@@ -235,10 +230,7 @@ def _code(text: str) -> str:
 def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures, run) -> tuple[str, str]:
     title = f"grokscope report: {Path(manifest['run']).name}"
     md = [f"# {title}", ""]
-    h = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-         f"<h1>{html.escape(title)}</h1>"]
+    h = [page_head(title), f"<h1>{html.escape(title)}</h1>"]
     prov = _provenance(run)
     if prov:
         md += ["## Provenance", ""] + [f"- {p}" for p in prov] + [""]
@@ -298,5 +290,5 @@ def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures
         if name == "phases" and phases:
             text += " " + json.dumps({k: v for k, v in phases.items() if k != "thresholds"})
         add_figure(name, f"Probe: {name}", text)
-    h.append("</body></html>")
+    h.append(TAIL)
     return "\n".join(md) + "\n", "\n".join(h) + "\n"

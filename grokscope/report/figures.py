@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from grokscope.files import atomic_write_bytes
 from grokscope.report.style import (
     LINESTYLES,
     ONE_COLUMN,
@@ -30,7 +31,6 @@ from grokscope.report.style import (
     new_figure,
 )
 from grokscope.specs import FigureSpec, Panel
-from grokscope.files import atomic_write_bytes
 from grokscope.tables import write_table
 
 FORMATS = ("png", "pdf", "svg")

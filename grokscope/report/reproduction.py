@@ -11,11 +11,11 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from grokscope.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from grokscope.report.figures import figure_legend, save_figure
+from grokscope.report.html import from_markdown
 from grokscope.report.style import ONE_COLUMN, OTHER_COLOURS, RC, SPLIT_COLOURS, TWO_COLUMN, new_figure
 from grokscope.report.sweep import COLORS as PHASE_CELL_COLOURS
-from grokscope.report.sweep import _html
-from grokscope.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from grokscope.tables import write_table
 
 RESULT_COLUMNS = ("quantity", "paper", "ours", "within", "tolerance", "source", "note")
@@ -39,7 +39,7 @@ def write_reproduction(out: Path, meta: dict[str, Any], checks: list[dict[str, A
     atomic_write_json(out / "results.json", {"meta": meta, "checks": checks})
     md = render(meta, checks, figure)
     atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "report.html", _html(md))
+    atomic_write_text(out / "report.html", from_markdown(md, meta["title"]))
     return out / "report.md"
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from grokscope.measures.transitions import SWEEP_PHASES as PHASES
 from grokscope.files import atomic_write_text
+from grokscope.measures.transitions import SWEEP_PHASES as PHASES
+from grokscope.report.html import from_markdown
 from grokscope.store import Run
 
 COLORS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
@@ -194,33 +195,4 @@ def _write_report(out: Path, spec: dict, table, cell_rows, keys, lag, threshold)
     lines += ["", "Per-run rows: `phases.csv`; cells: `phase_diagram.csv`; runs: `runs/<name>/`."]
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "report.md", md)
-    atomic_write_text(out / "report.html", _html(md))
-
-
-def _html(md: str) -> str:
-    """A small Markdown-to-HTML for the report's headings, paragraphs, tables and images."""
-    import html
-    import re
-
-    body, table = [], []
-    for line in md.splitlines() + [""]:
-        if line.startswith("|"):
-            if not set(line) <= set("|-"):
-                table.append(line.strip("|").split("|"))
-            continue
-        if table:
-            head, *rest = table
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>" +
-                        "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
-                                for r in rest) + "</table>")
-            table = []
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif m := re.match(r"!\[(.*)\]\((.*)\)", line):
-            body.append(f'<p><img src="{m.group(2)}" alt="{html.escape(m.group(1))}" style="max-width:100%"></p>')
-        elif line.strip():
-            body.append(f"<p>{html.escape(line).replace('`', '')}</p>")
-    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>sweep</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    atomic_write_text(out / "report.html", from_markdown(md, "grokscope sweep"))

@@ -88,7 +88,6 @@ def checks(scale: str, data: Data) -> list[Check]:
         ]
         phases = locate_phases(m, restricted=progress)
         bounds = {p["name"]: (p["start"], p["end"]) for p in phases.get("phases", [])}
-        cleanup = bounds.get("cleanup", (None, None))[0]
         out.append(Check("phases: memorization / circuit formation / cleanup start", "0 / 1.4k / 9.4k",
                          " / ".join(fmt_step(bounds.get(k, (None,))[0]) for k in
                                     ("memorization", "circuit formation", "cleanup")),

@@ -35,7 +35,6 @@ from grokscope.errors import UsageError
 from grokscope.tasks.base import Task, register_task
 from grokscope.tasks.permutation import compose, permutations
 
-
 DRAWS = ("train_add", "notebook")
 
 

@@ -43,7 +43,7 @@ def metrics_row(loss: Tensor, acc: Tensor, test_loss: Tensor, test_acc: Tensor, 
 
 def why_not_graphed(stepper) -> str | None:
     """None when the step can be captured; else what prevents it (the step then runs eagerly)."""
-    st, t = stepper.st, stepper.config.train
+    st = stepper.st
     if not isinstance(st.optimizer, GRAPHED_OPTIMIZERS):
         return f"optim.name={stepper.config.optim.name} (Adam and AdamW are captured)"
     if not stepper.full_batch:

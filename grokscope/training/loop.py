@@ -33,6 +33,7 @@ import torch
 from grokscope.config import RunConfig
 from grokscope.console import ProgressLine, format_duration
 from grokscope.errors import DiskFullError, GrokscopeError
+from grokscope.files import atomic_write_json, directory_bytes, format_bytes
 from grokscope.measures.losses import embed_penalty, loss_and_accuracy
 from grokscope.measures.transitions import (
     GENERALIZED,
@@ -41,7 +42,6 @@ from grokscope.measures.transitions import (
     transition_rules,
     transition_steps,
 )
-from grokscope.files import atomic_write_json, directory_bytes, format_bytes
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import task_targets
 from grokscope.training import graphed

@@ -14,7 +14,7 @@ from stand_in_device import DEVICE, MixedDevices, on_stand_in
 from grokscope.analysis.engine import measure_checkpoint
 from grokscope.config import load_preset, with_overrides
 from grokscope.experiments.landscape import landscape
-from grokscope.probes.base import Probe, _BUILTINS, _load_builtins, resolve_probe
+from grokscope.probes.base import _BUILTINS, Probe, _load_builtins, resolve_probe
 from grokscope.training import train
 
 _load_builtins()

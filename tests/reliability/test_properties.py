@@ -15,8 +15,8 @@ from grokscope.analysis.selection import make_probes, select_steps
 from grokscope.config import load_preset, valid_keys, with_overrides
 from grokscope.errors import GrokscopeError
 from grokscope.experiments.sweep import parse_grid, parse_seeds
-from grokscope.probes.base import available_probes
 from grokscope.files import save_tensors
+from grokscope.probes.base import available_probes
 from grokscope.training import train
 from grokscope.training.state import check_config
 
