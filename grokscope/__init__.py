@@ -21,6 +21,7 @@ _LAZY = {
     "load_run": "grokscope.store",
     "train": "grokscope.training",
     "ensure_trained": "grokscope.training",
+    "branch": "grokscope.training",
     "train_many": "grokscope.training.stacked",
     "analyze": "grokscope.analysis",
     "build_report": "grokscope.report.document",

@@ -39,6 +39,8 @@ def cmd_train(args) -> int:
     from grokscope.config import load_preset, with_overrides
     from grokscope.training import train
 
+    if args.fork:
+        return _train_branch(args)
     if args.resume:
         if args.preset or args.set:
             raise UsageError("--resume continues a run with its stored config; drop --preset/--set")
@@ -56,6 +58,24 @@ def cmd_train(args) -> int:
 
             config = dataclasses.replace(config, name=_overrides_name(args.preset, args.set))
         run = train(config, args.out, progress=not args.quiet, device=resolve_device(args.device), log=args.log)
+    print(run.path)
+    return 0
+
+
+def _train_branch(args) -> int:
+    """`train --from RUN@STEP [--set ...] --out DIR`: a branch of RUN from its checkpoint at STEP."""
+    from grokscope.training import branch
+
+    parent, sep, step = args.fork.rpartition("@")
+    if not sep or not step.isdigit() or not parent:
+        raise UsageError(f"--from expects RUN_DIR@STEP (a run directory and one of its checkpoint steps), "
+                         f"got {args.fork!r}")
+    if args.preset or args.resume:
+        raise UsageError("--from starts from the parent's stored config; drop --preset/--resume (change it with --set)")
+    if args.out is None:
+        raise UsageError("--from needs --out DIR for the branch")
+    run = branch(parent, int(step), args.out, list(args.set), progress=not args.quiet,
+                 device=resolve_device(args.device))
     print(run.path)
     return 0
 
@@ -428,6 +448,8 @@ def _train_args(p) -> None:
     _set(p)
     p.add_argument("--out", type=Path, help="run directory (default checkpoints/<run name>)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--from", dest="fork", metavar="RUN_DIR@STEP", help="a branch: RUN_DIR's config (changed "
+                   "with --set) trained from its checkpoint at STEP, with a fresh optimizer, into --out")
     _device(p), _data_dir(p), _quiet(p), _log(p, "metrics and config")
 
 

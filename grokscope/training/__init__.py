@@ -6,9 +6,9 @@ Training never imports probes, analysis or reports: it writes a run directory (t
 `store.RunWriter`) and nothing else.
 """
 
-from grokscope.training.loop import TrainingDiverged, TrainingInterrupted, ensure_trained, train
+from grokscope.training.loop import TrainingDiverged, TrainingInterrupted, branch, ensure_trained, train
 
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "ensure_trained", "train", "train_many"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "branch", "ensure_trained", "train", "train_many"]
 
 
 def __getattr__(name: str):

@@ -17,6 +17,7 @@ bit, because nothing else feeds the computation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -32,7 +33,7 @@ import torch
 
 from grokscope.config import RunConfig
 from grokscope.console import ProgressLine, format_duration
-from grokscope.errors import DiskFullError, GrokscopeError
+from grokscope.errors import DiskFullError, GrokscopeError, UsageError
 from grokscope.files import atomic_write_json, directory_bytes, format_bytes
 from grokscope.measures.losses import embed_penalty, loss_and_accuracy
 from grokscope.measures.transitions import (
@@ -432,12 +433,14 @@ def progress_text(row: tuple) -> str:
 
 
 def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
-          progress: bool = True, device: str = "cpu", log: str = "none") -> Run:
+          progress: bool = True, device: str = "cpu", log: str = "none",
+          fork: tuple[str | os.PathLike, int] | None = None) -> Run:
     """Train `config` into the run directory `out` (default `checkpoints/<name>`); returns the Run.
 
     With `resume=True`, `out` must hold a run; training continues from its resume state with
-    the stored config. `log="wandb"` also sends the metrics and config to Weights & Biases
-    (grokscope/tracking.py).
+    the stored config. `fork=(parent run directory, step)` trains a branch: from the parent's
+    checkpoint at that step, on its split, with a fresh optimizer (`branch` builds its config).
+    `log="wandb"` also sends the metrics and config to Weights & Biases (grokscope/tracking.py).
     """
     from grokscope.tracking import check_logger
 
@@ -454,7 +457,9 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
                                    + Run(out).info.get("divergence", "lower optim.lr and train again"))
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
-    st = setup_run(config, out, resume=resume, device=device)
+    if fork is not None and not resume:
+        fork = (Path(fork[0]), check_fork_step(Path(fork[0]), int(fork[1]), config))
+    st = setup_run(config, out, resume=resume, device=device, fork=None if resume else fork)
     if log == "none":
         return run_loop(PlainStepper(config, st, device), progress=progress)[0]
     from grokscope.store import METRIC_COLUMNS
@@ -470,6 +475,39 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
     finally:
         track.log_rows(st.writer.rows, METRIC_COLUMNS, last=True)
         track.finish()
+
+
+def check_fork_step(parent: Path, step: int, config: RunConfig) -> int:
+    """The step a branch starts from: a checkpoint of `parent`, before the branch's last step."""
+    run = Run(parent)
+    if step not in run.steps:
+        near = sorted(run.steps, key=lambda s: abs(s - step))[:5]
+        raise UsageError(f"{parent} has no checkpoint at step {step:,}; the nearest are "
+                         f"{', '.join(f'{s:,}' for s in sorted(near))} (grokscope info lists them)")
+    if step >= config.train.steps:
+        raise UsageError(f"the branch would start at step {step:,}, at or after its last step "
+                         f"({config.train.steps:,}): raise train.steps")
+    return step
+
+
+def branch(parent: str | os.PathLike, step: int, out: str | os.PathLike, overrides: list[str] = (), *,
+           progress: bool = True, device: str = "cpu") -> Run:
+    """A branch of `parent` (a run directory): its stored config with `overrides`, trained from its
+    checkpoint at `step` (a fresh optimizer) into `out`; resumed when `out` holds it already. What
+    `grokscope train --from RUN@STEP` calls."""
+    from grokscope.config import with_overrides
+
+    parent = Path(parent)
+    stored = stored_config(parent)
+    if stored is None:
+        raise UsageError(f"{parent} is not a grokscope run (no run.json with a config)")
+    config = with_overrides(stored, list(overrides))
+    config = dataclasses.replace(config, name=f"{stored.name}-from{step}")
+    status = run_status(out)
+    if status is not None:
+        check_reusable(Path(out), config)
+        return train(config, out, resume=True, progress=progress, device=device)
+    return train(config, out, progress=progress, device=device, fork=(parent, step))
 
 
 def ensure_trained(config: RunConfig, out: str | os.PathLike, *, progress: bool = False,

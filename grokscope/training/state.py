@@ -19,7 +19,7 @@ from grokscope.errors import UsageError
 from grokscope.files import directory_bytes, format_bytes, free_bytes
 from grokscope.measures.losses import DTYPES, LOSSES  # DTYPES: the trainers import it from here
 from grokscope.models import build_model
-from grokscope.store import RunWriter, estimate_run_bytes
+from grokscope.store import Run, RunWriter, estimate_run_bytes
 from grokscope.tasks import build_task, describe_task
 from grokscope.training.optim import Grokfast, make_optimizer, optimizer_from_tensors, optimizer_to_tensors
 from grokscope.training.schedule import checkpoint_schedule
@@ -192,16 +192,24 @@ class RunState:
 
 
 def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu",
-              info_extra: dict | None = None) -> RunState:
+              info_extra: dict | None = None, fork: tuple[Path, int] | None = None) -> RunState:
     """Everything a training loop starts from: the config checked, the task (with the stored split
     when resuming), the model, optimizer and RNG state (loaded from the resume state when there
     is one), the metric rows so far; split and run info written. Nothing is written before the
-    config and the output directory have been checked."""
+    config and the output directory have been checked.
+
+    `fork` = (parent run directory, step): a branch, starting from the parent's checkpoint at that
+    step on the parent's split, with a fresh optimizer (checkpoints hold weights only), counting
+    steps from there; run.json records `parent` and `fork_step`."""
     check_config(config)
     task = build_task(config)  # validates the task before anything is written
     writer = RunWriter(out)
+    parent = None
     if not resume:
         writer.check_new(config)
+        if fork is not None:
+            parent = Run(fork[0])
+            task = task.with_split(RunWriter(parent.path).read_split())
     else:
         task = task.with_split(writer.read_split())
         writer.remove_stale_temp_files()
@@ -209,6 +217,8 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
     torch.manual_seed(config.train.seed)
     model = build_model(config, task).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
+    if parent is not None:
+        model.load_state_dict(parent.state_dict(fork[1]))
     if fixed is not None:
         project_to_norm(params, fixed)  # start on the sphere too
     o = config.optim
@@ -222,6 +232,8 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
         "schedule": checkpoint_schedule(config.train.steps, config.checkpoint),
         "fixed_norm": fixed, "disk_estimate_bytes": estimate, **(info_extra or {}),
     }
+    if parent is not None:
+        info.update(parent=str(parent.path.resolve()), fork_step=int(fork[1]))
     st = RunState(writer, task, info, model, make_optimizer(config, model),
                   torch.Generator().manual_seed(config.train.seed + 1),
                   Grokfast(o.grokfast, params, o.grokfast_alpha, o.grokfast_lamb, o.grokfast_window)
@@ -235,9 +247,10 @@ def setup_run(config: RunConfig, out: Path, *, resume: bool, device: str = "cpu"
     elif resume:
         writer.write_info(info)
     else:
-        writer.create(info, task.split_dict(
-            "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train",
-            config.split_seed))
+        rule = ("the parent run's split" if parent is not None else
+                "random.Random(seed).shuffle(row-major grid); first int(frac_train * n) are train")
+        writer.create(info, task.split_dict(rule, config.split_seed))
+        st.step = int(fork[1]) if parent is not None else 0
     return st
 
 
