@@ -367,6 +367,28 @@ def _print_manifest(out: Path) -> None:
         print(f"  {name:<14} {entry['status']}{reason}", file=sys.stderr)
 
 
+def cmd_explain(args) -> int:
+    from grokscope.analysis.engine import default_out
+    from grokscope.experiments.explain import explain
+    from grokscope.store import load_run
+    from grokscope.tables import has_manifest
+
+    run = load_run(args.run)
+    out = args.out or default_out(run) / "explain"
+    only = [m.strip() for m in args.only.split(",") if m.strip()] if args.only else None
+    table = explain(run, out=out, only=only, budget=args.budget, progress=not args.quiet,
+                    device=resolve_device(args.device))
+    for i in range(len(table["mechanism"])):
+        print(f"{table['mechanism'][i]}: {table['verdict'][i]}" + (f" ({table['measured'][i]})"
+                                                                  if table["measured"][i] != "-" else ""))
+    if has_manifest(Path(out).parent):   # the analysis's report leads its "why" with the verdicts
+        from grokscope.report.document import build_report
+
+        build_report(Path(out).parent, run)
+    print(Path(out) / "mechanisms.csv")
+    return 0
+
+
 def cmd_report(args) -> int:
     from grokscope.analysis import default_out
     from grokscope.report.document import build_report
@@ -549,6 +571,15 @@ def _analyze_args(p) -> None:
     _device(p), _quiet(p), _log(p, "the probe columns and the report's figures")
 
 
+def _explain_args(p) -> None:
+    p.add_argument("run", type=Path)
+    p.add_argument("--only", help="mechanisms, comma-separated (weight_decay, norm_held)")
+    p.add_argument("--budget", type=float, default=3.0,
+                   help="an intervention trains this many times the control's delay (default 3)")
+    p.add_argument("--out", type=Path, help="default analyses/<run>/explain")
+    _device(p), _quiet(p)
+
+
 def _report_args(p) -> None:
     p.add_argument("target", help="a run directory (its analyses/<run>) or an analysis directory")
     p.add_argument("--out", type=Path, help="analysis directory, when target is a run")
@@ -600,6 +631,8 @@ COMMANDS = (
      "before it starts)", _info_args, "cmd_info"),
     ("probes", "list the probes: name, origin, description", _no_args, "cmd_probes"),
     ("analyze", "run probes over a run's checkpoints and write the report", _analyze_args, "cmd_analyze"),
+    ("explain", "test each paper's mechanism for a run's grokking by intervention (branches against a control)",
+     _explain_args, "cmd_explain"),
     ("report", "rebuild figures and the report from an analysis's tables", _report_args, "cmd_report"),
     ("compare", "overlay runs' curves and tabulate their phase steps", _compare_args, "cmd_compare"),
     ("import", "make a run directory from checkpoints trained elsewhere", _import_args, "cmd_import"),

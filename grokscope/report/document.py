@@ -78,19 +78,43 @@ def headline_lines(tables: dict[str, Table], specs: dict[str, ReportSpec], gener
 
 def summary(phases: dict[str, Any], tables: dict[str, Table], specs: dict[str, ReportSpec],
             training: Table | None = None, probe_status: dict[str, Any] | None = None,
-            task: str | None = None, weight_decay: float | None = None) -> tuple[Narrative, list[str]]:
+            task: str | None = None, weight_decay: float | None = None,
+            explained: Table | None = None) -> tuple[Narrative, list[str]]:
     """The narrative (when and why), and the headline claims of the probes it does not cover."""
     story = narrative(tables, phases, training, probe_status, task, weight_decay)
+    story.why[:0] = explain_claims(explained)
     covered = set(MECHANISMS) | {"metrics", "weights", PHASES}
     other = {k: v for k, v in specs.items() if k not in covered}
     gen = phases.get("generalization_step") if phases else None
     return story, headline_lines(tables, other, generalized=gen is not None)
 
 
+EXPLAIN = Path("explain") / "mechanisms.csv"   # `grokscope explain`'s table, when it has run
+
+
+def explain_claims(table: Table | None) -> list[Claim]:
+    """The interventions' verdicts, which the report's "Why" leads with (experiments/explain.py)."""
+    if table is None or not len(table["mechanism"]):
+        return []
+    verdicts = [str(v) for v in table["verdict"]]
+    if all(v.startswith("nothing to explain") for v in verdicts):
+        return [Claim(f"Interventions: {verdicts[0][0].lower()}{verdicts[0][1:]}.")]
+    out = []
+    for i, v in enumerate(verdicts):
+        if v.startswith("not applicable"):
+            continue
+        figure = f" (figure: explain/{table['figure'][i]})" if str(table["figure"][i]) else ""
+        out.append(Claim(f"Intervention, {table['intervention'][i]}: {v}. Predicted: "
+                         f"{table['prediction'][i]}; measured: {table['measured'][i]}; control: "
+                         f"{table['control'][i]}{figure}.", "", str(table["source"][i])))
+    return out
+
+
 def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     """What the report is made from: the tables, phases and each probe's identity and status."""
     h = hashlib.sha256()
-    inputs = sorted(out.glob("*.csv")) + sorted(out.glob(f"*{SPEC_SUFFIX}")) + [result_path(out, PHASES)]
+    inputs = (sorted(out.glob("*.csv")) + sorted(out.glob(f"*{SPEC_SUFFIX}")) + [result_path(out, PHASES)]
+              + [out / EXPLAIN])
     for path in [p for p in inputs if p.exists()]:
         h.update(path.name.encode() + path.read_bytes())
     keep = ("status", "reason", "spec", "version", "params")
@@ -158,8 +182,9 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
     write_manifest(out, manifest)
 
     status = {n: e for n, e in manifest["probes"].items()}
+    explained = read_table(out / EXPLAIN) if (out / EXPLAIN).exists() else None
     story, extra = summary(phases, tables, specs, training, status, manifest.get("task"),
-                           manifest.get("weight_decay"))
+                           manifest.get("weight_decay"), explained)
     md, body = _render(manifest, phases, story, extra, specs, figures, run)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", body)

@@ -1,0 +1,83 @@
+"""`grokscope explain`: the verdict rule, the runs with nothing to explain, the mechanisms that do
+not apply, and (slow) a grokking MLP whose two interventions remove its grokking, resumed."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import cli, tiny_config
+
+import grokscope.experiments.explain as ex
+from grokscope.config import load_preset, with_overrides
+from grokscope.errors import UsageError
+from grokscope.experiments.explain import FASTER, SLOWER, explain, verdict
+from grokscope.report.document import explain_claims
+from grokscope.tables import read_table
+from grokscope.training import train
+
+
+def test_the_verdict_rule():
+    assert verdict(SLOWER, 100, None) == "supported"            # never within the budget
+    assert verdict(SLOWER, 100, 200) == "supported"             # at least twice as late
+    assert verdict(SLOWER, 100, 150) == "inconclusive"
+    assert verdict(SLOWER, 100, 125) == "contradicted"
+    assert verdict(FASTER, 100, 50) == "supported"
+    assert verdict(FASTER, 100, 70) == "inconclusive"
+    assert verdict(FASTER, 100, 80) == "contradicted"
+    assert verdict(FASTER, 100, None) == "contradicted"
+    assert verdict(SLOWER, None, None) == verdict(FASTER, None, 10) == "inconclusive"   # the control never generalized
+
+
+def test_a_run_that_did_not_generalize_has_nothing_to_explain(tiny_run, tmp_path):
+    table = explain(tiny_run, out=tmp_path / "e", progress=False)
+    assert list(table["mechanism"]) == ["weight_decay", "norm_held"]
+    assert all(str(v).startswith("nothing to explain: the run never generalized") for v in table["verdict"])
+    assert not (tmp_path / "e" / "branches").exists()                  # nothing trained
+    assert [c.text for c in explain_claims(read_table(tmp_path / "e" / "mechanisms.csv"))] == [
+        "Interventions: nothing to explain: the run never generalized (no delay to explain; the report says "
+        "what it reached)."]
+
+
+def test_a_mechanism_that_does_not_apply_says_why(tmp_path, monkeypatch):
+    """A run without weight decay: removing it does not apply (the control is trained; no branch)."""
+    run = train(tiny_config(optim={"lr": 1e-2, "weight_decay": 0.0, "warmup_steps": 0}, train={"steps": 40}),
+                tmp_path / "r", progress=False)
+    monkeypatch.setattr(ex, "transition_steps", lambda metrics: (10, 30))   # as if it grokked
+    table = explain(run, out=tmp_path / "e", only=["weight_decay"], progress=False)
+    assert list(table["verdict"]) == ["not applicable: the run has no weight decay to remove"]
+    assert (tmp_path / "e" / "branches" / "control" / "run.json").exists()
+    assert not (tmp_path / "e" / "branches" / "weight_decay").exists()
+    assert explain_claims(read_table(tmp_path / "e" / "mechanisms.csv")) == []
+
+
+def test_bad_input_is_one_line(tiny_run, tmp_path):
+    with pytest.raises(UsageError, match="unknown mechanism 'lazy'"):
+        explain(tiny_run, out=tmp_path / "e", only=["lazy"], progress=False)
+    r = cli("explain", tiny_run.path, "--budget", "0.5", "--out", tmp_path / "x")
+    assert r.returncode == 2 and "--budget must be at least 1" in r.stderr and "Traceback" not in r.stderr
+
+
+GROKKING_MLP = ["task.p=31", "model.hidden=256", "task.frac_train=0.6", "train.steps=4000", "train.log_every=10",
+                "checkpoint.every=50", "checkpoint.resume_seconds=0"]
+
+
+@pytest.mark.slow   # three short trainings (about 40 s on 2 cores): run by .ci/run
+def test_a_grokking_mlp_needs_weight_decay_and_a_shrinking_norm(tmp_path):
+    """mlp-small at p = 31 memorizes near step 80 and generalizes near 2,580: removing weight decay,
+    or holding the norm at its memorization-step value, removes the generalization within 3x the
+    control's delay (Nanda et al.; Omnigrok). Run again, explain reuses every branch."""
+    run = train(with_overrides(load_preset("mlp-small"), GROKKING_MLP), tmp_path / "run", progress=False)
+    r = cli("explain", run.path, "--out", tmp_path / "e", "--quiet")
+    assert r.returncode == 0, r.stderr
+    table = read_table(tmp_path / "e" / "mechanisms.csv")
+    assert list(table["verdict"]) == ["supported", "supported"], table["measured"]
+    for name in ("weight_decay", "norm_held"):
+        assert (tmp_path / "e" / f"{name}.png").exists()
+        info = json.loads((tmp_path / "e" / "branches" / name / "run.json").read_text())
+        assert info["parent"] == str(run.path.resolve()) and info["fork_step"] == 50
+    control = read_table(tmp_path / "e" / "branches" / "control" / "metrics.csv")
+    before = {p: p.read_bytes() for p in (tmp_path / "e" / "branches").rglob("metrics.csv")}
+    again = explain(run, out=tmp_path / "e", progress=False)
+    assert list(again["verdict"]) == ["supported", "supported"]
+    assert {p: p.read_bytes() for p in (tmp_path / "e" / "branches").rglob("metrics.csv")} == before
+    assert np.max(control["test_acc"]) >= 0.99
