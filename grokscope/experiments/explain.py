@@ -54,7 +54,9 @@ class Mechanism:
     prediction: str
     expect: str
     why_not: Callable[[Run], str | None]
-    overrides: Callable[[Run, int], list[str]]
+    overrides: Callable[[Run, int, Run], list[str]]   # (the run, the fork step, the control)
+    # what the account presumes of the control, checked once it is trained (None: it holds)
+    premise: Callable[[Run, int], str | None] = lambda control, fork: None
 
 
 def _norm_at(run: Run, step: int) -> float:
@@ -70,6 +72,21 @@ def _no_weight_decay(run: Run) -> str | None:
     return None
 
 
+def _norm_falls(control: Run, fork: int) -> str | None:
+    """Omnigrok's account of a delay: weight decay walks the norm down into the good band, so the
+    control's weight norm falls between the fork and its generalization."""
+    m = control.metrics
+    g = _generalized(control)
+    if g is None or "weight_norm" not in m:
+        return None
+    steps, norm = np.asarray(m["step"]), np.asarray(m["weight_norm"], dtype=float)
+    start, end = float(norm[np.searchsorted(steps, fork)]), float(norm[np.searchsorted(steps, g)])
+    if end < start:
+        return None
+    return (f"the control's weight norm rose from {start:.3g} to {end:.3g} between the fork and its "
+            "generalization, where Omnigrok's account has it fall")
+
+
 def _norm_free(run: Run) -> str | None:
     if run.config is None:
         return "the run has no stored config"
@@ -82,13 +99,22 @@ MECHANISMS = (
     Mechanism("weight_decay", "Nanda et al. 2023; Exploring Grokking (arXiv 2412.10898)",
               "weight decay removed at the memorization step",
               "no generalization within the budget, or at least twice as late as the control", SLOWER,
-              _no_weight_decay, lambda run, step: ["optim.weight_decay=0", "optim.embed_weight_decay=0"]),
+              _no_weight_decay, lambda run, step, control: ["optim.weight_decay=0", "optim.embed_weight_decay=0"]),
     Mechanism("norm_held", "Liu, Michaud & Tegmark 2023 (Omnigrok)",
               "the global weight norm held at its memorization-step value, without weight decay",
               "no generalization within the budget, or at least twice as late as the control (the norm "
               "cannot reach the landscape's good band)", SLOWER, _norm_free,
-              lambda run, step: ["optim.weight_decay=0", "optim.embed_weight_decay=0",
-                                 f"train.fixed_norm={_norm_at(run, step):.6g}", "train.fixed_norm_absolute=true"]),
+              lambda run, step, control: ["optim.weight_decay=0", "optim.embed_weight_decay=0",
+                                          f"train.fixed_norm={_norm_at(run, step):.6g}",
+                                          "train.fixed_norm_absolute=true"], _norm_falls),
+    Mechanism("norm_at_end", "Liu, Michaud & Tegmark 2023 (Omnigrok)",
+              "the global weight norm held at the control's final value (where it generalized), from the "
+              "memorization step, without weight decay",
+              "generalization at least twice as early as the control's (no walk to the good band left)", FASTER,
+              _norm_free,
+              lambda run, step, control: ["optim.weight_decay=0", "optim.embed_weight_decay=0",
+                                          f"train.fixed_norm={_norm_at(control, control.steps[-1]):.6g}",
+                                          "train.fixed_norm_absolute=true"], _norm_falls),
 )
 
 
@@ -143,12 +169,12 @@ def explain(run: Run | str | os.PathLike, *, out: str | os.PathLike | None = Non
                     if control_delay is not None else f"forked at step {format_step(fork)}; did not generalize")
     rows = []
     for m in chosen:
-        reason = m.why_not(run)
+        reason = m.why_not(run) or m.premise(control, fork)
         if reason is not None:
             rows.append(_row(m, control_text, "-", f"not applicable: {reason}", ""))
             continue
         b = branch(run.path, fork, out / "branches" / m.name,
-                   [*m.overrides(run, fork), f"train.steps={max(horizon, fork + 1)}"], progress=progress,
+                   [*m.overrides(run, fork, control), f"train.steps={max(horizon, fork + 1)}"], progress=progress,
                    device=device)
         delay = _delay(b, fork)
         measured = (f"test accuracy 99% {format_step(delay)} steps after the fork "
