@@ -189,8 +189,9 @@ def cmd_reproduce(args) -> int:
         return 0
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    only = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
     out = reproduce(args.name, args.scale, out=args.out, jobs=args.jobs, device=resolve_device(args.device),
-                    progress=not args.quiet, gallery=args.gallery, data_dir=args.data_dir)
+                    progress=not args.quiet, gallery=args.gallery, data_dir=args.data_dir, only=only)
     print(out / "report.md")
     return 0
 
@@ -542,6 +543,8 @@ def _reproduce_args(p) -> None:
     p.add_argument("--data-dir", type=Path, help="MNIST's IDX files, for the reproductions that need them")
     p.add_argument("--gallery", type=Path, help="also copy the figure, table and page to GALLERY/<name>/ "
                    "(docs/reproductions is the docs' gallery)")
+    p.add_argument("--parts", help="only these parts, comma-separated (a long reproduction in pieces; the page "
+                   "leaves the others' checks out)")
     _quiet(p)
 
 

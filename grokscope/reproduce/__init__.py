@@ -157,11 +157,12 @@ def default_out(name: str, scale: str) -> Path:
 
 def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None = None, jobs: int = 2,
               device: str = "cpu", progress: bool = True, gallery: str | os.PathLike | None = None,
-              data_dir: str | os.PathLike | None = None) -> Path:
+              data_dir: str | os.PathLike | None = None, only: list[str] | None = None) -> Path:
     """Train what the reproduction needs (reusing finished runs, resuming interrupted ones), run
     its probes, compute its checks and write its figure and page. Returns the output directory.
     `gallery` also copies the figure, the results and the page to `<gallery>/<name>/` (what
-    docs/reproductions.md shows)."""
+    docs/reproductions.md shows). `only`: train and judge these parts alone (a long reproduction
+    in pieces); the checks of the others are left out, and the page says so."""
     if scale not in SCALES:
         raise UsageError(f"unknown --scale {scale!r}; choose quick or full")
     repro = get(name)
@@ -169,6 +170,12 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     t0 = time.perf_counter()
     tally = Tally()
     parts = repro.parts(scale)
+    if only is not None:
+        names = [p.name for p in parts]
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise UsageError(f"unknown part {unknown[0]!r} of {name} at scale {scale}; its parts: {', '.join(names)}")
+        parts = [p for p in parts if p.name in only]
     if any(p.needs_data for p in parts) and not data_dir:
         raise UsageError(f"{name} needs MNIST: pass --data-dir DIR (the official IDX files; grokscope downloads "
                          "nothing, see docs/omnigrok.md)")
@@ -181,9 +188,10 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     from grokscope.report.reproduction import write_reproduction
 
     meta = {"name": repro.name, "title": repro.title, "paper": repro.paper, "summary": repro.summary,
-            "scale": scale, "command": f"grokscope reproduce {repro.name} --scale {scale}",
+            "scale": scale, "command": f"grokscope reproduce {repro.name} --scale {scale}"
+                                       + (f" --parts {','.join(only)}" if only is not None else ""),
             "settings": [list(s) for s in repro.settings], "notes": repro.notes(scale, data),
-            "parts": [dataclasses.asdict(p) for p in repro.parts(scale)],
+            "parts": [dataclasses.asdict(p) for p in parts],
             "seconds": round(time.perf_counter() - t0, 1), "runs_reused": len(tally.reused), "runs": tally.runs,
             "reused_from": tally.versions()}
     tables = repro.tables(scale, data)

@@ -160,8 +160,8 @@ def phase_tables(scale: str, data: Data) -> dict[str, dict[str, list]]:
     if scale != "full":
         return {}
     out = {}
-    for d in DIAGRAMS:
-        rows = [(float(r.coords[LR]), float(r.coords[WD]), run_phase(r), *cell_steps(r)) for r in data.get(d.part, ())]
+    for d in [d for d in DIAGRAMS if d.part in data]:
+        rows = [(float(r.coords[LR]), float(r.coords[WD]), run_phase(r), *cell_steps(r)) for r in data[d.part]]
         rows.sort(key=lambda row: (row[0], row[1]))
         out[d.table] = {"decoder_lr": [f"{r[0]:.6g}" for r in rows], "decoder_weight_decay": [f"{r[1]:g}" for r in rows],
                         "phase": [r[2] for r in rows], "train_steps_to_90": [r[3] for r in rows],
@@ -254,6 +254,8 @@ def phase_checks(scale: str, data: Data) -> list[Check]:
               all(counts[ph] > 0 for ph in PHASES), "every phase present", SOURCE_PHASE),
     ]
     for d in DIAGRAMS[1:]:
+        if d.part not in data:
+            continue   # not trained in this call (`--parts`)
         other = phase_grid(data, part=d.part)
         c = {ph: sum(v == ph for v in other.values()) for ph in SWEEP_PHASES}
         out.append(Check(f"phase diagram ({d.title}): phases over its {len(other)} cells at 1e5 steps",
@@ -394,16 +396,21 @@ def figure(scale: str, data: Data) -> Figure:
         panels.append(_phase_panel("(d) ours after 1e4 steps", phase_grid(data, SHORT)))
         panels.append(_phase_panel("(e) ours, 1e5 (x: differs)", grid, agreement(grid)[2]))
         panels.append(_phase_panel("(f) published grid, 1e5", published_phases()))
-        for letter, d in zip("gh", DIAGRAMS[1:]):
+        for letter, d in zip("gh", [d for d in DIAGRAMS[1:] if d.part in data]):
             panels.append(_phase_panel(f"({letter}) {d.short}", phase_grid(data, part=d.part)))
     return Figure(tuple(panels), columns=3 if scale == "full" else 2,
                   caption="Toy addition (p = 10, unordered pairs, plain sum): 1-d embeddings, tanh decoder 2x200, MSE "
                           "to random 30-d targets, AdamW (embedding lr 1e-3; decoder lr 1e-4 and no weight decay unless "
                           "the phase diagram varies them), full batch. Phases: Liu et al.'s criteria (90% train and "
-                          "test accuracy; grokking when test lags train by over 1,000 steps). Full scale: (d)-(e) our "
-                          "addition / regression diagram at 1e4 and 1e5 steps, x marking the cells whose phase differs "
-                          "from (f), the authors' published grid; (g) addition with cross-entropy, decoder weight decay "
-                          "0-20; (h) S3 with MSE, decoder weight decay 0-200 (the y axis lists its values).")
+                          "test accuracy; grokking when test lags train by over 1,000 steps)."
+                          + (" Full scale: (d)-(e) our addition / regression diagram at 1e4 and 1e5 steps, x marking "
+                             "the cells whose phase differs from (f), the authors' published grid" if scale == "full"
+                             else "")
+                          + "".join(f"; ({letter}) {text}" for letter, text in zip("gh", [
+                              t for d, t in zip(DIAGRAMS[1:], ("addition with cross-entropy, decoder weight decay 0-20",
+                                                               "S3 with MSE, decoder weight decay 0-200"))
+                              if scale == "full" and d.part in data]))
+                          + ("." if scale == "full" else ""))
 
 
 def notes(scale: str, data: Data) -> list[str]:
@@ -423,6 +430,10 @@ def notes(scale: str, data: Data) -> list[str]:
                    "is decoupled. The S3 diagram follows `toy/Figure5d_permutation.ipynb` (seed 0, 24 of 36 pairs, "
                    "embedding scale 0.1, 1e-3 x mean |embedding| added to the loss); which script wrote the "
                    "published S3 grid is not recorded, and that notebook's own sweep ran 10 learning rates.")
+        missing = [d.title for d in DIAGRAMS if d.part not in data]
+        if missing:
+            out.append(f"Not trained in this call (`--parts`): the {' and the '.join(missing)} diagram"
+                       f"{'s' if len(missing) > 1 else ''}; its checks, table and panel are left out.")
         out.append("The phase diagram logs metrics every 10 steps (`train.log_every=10`; 176 runs x 1e5 rows every "
                    "step would be over a gigabyte): a transition step is rounded up to the next multiple of 10, which "
                    "moves a lag by at most 10 steps against the 1,000-step grokking threshold. The 1e4 diagram is "
