@@ -341,7 +341,8 @@ def checks(scale: str, data: Data) -> list[Check]:
     theory = _theory()
     frac = theory.sizes / theory.sizes[-1]
     crit = _crossing(frac, theory.probability)
-    out.append(Check("critical training fraction (P(representation determined) = 1/2)", "about 0.4",
+    out.append(Check("critical training fraction (P(representation determined) = 1/2; the theory's number, "
+                     "from the training pairs' parallelogram equations, not a trained result)", "about 0.4",
                      f"{crit:.2f}", crit is not None and abs(crit - 0.4) <= 0.05, "within 0.05", SOURCE_CRITICAL))
     fr, learned, gen = _empirical(data)
     below = learned[fr <= 0.2]
