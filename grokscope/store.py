@@ -350,8 +350,19 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, np.ndarray]:
-        """The metrics table as columns: {"step": int array, "train_loss": float array, ...}."""
-        return metrics_columns(read_metrics_rows(self.path / METRICS))
+        """The metrics table as columns: {"step": int array, "train_loss": float array, ...}. The
+        table of a complete run of grokscope's trainer ends at its last step (the trainer logs it
+        always): one that ends earlier was cut short, and is refused rather than read as a
+        shorter run."""
+        rows = read_metrics_rows(self.path / METRICS)
+        info = self.info
+        if info.get("status") == "complete" and "training_version" in info and self.config is not None:
+            last = info.get("stopped_early_at") or self.config.train.steps
+            if not rows or rows[-1][0] < last:
+                ends = f"ends at step {rows[-1][0]:,}" if rows else "holds no rows"
+                raise CorruptFileError(f"{self.path / METRICS} {ends}, but the run completed step {last:,}: the "
+                                       "file was cut short; restore it from a copy")
+        return metrics_columns(rows)
 
     @property
     def metrics_mtime_ns(self) -> int:
