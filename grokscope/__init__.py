@@ -64,9 +64,16 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
+# the modules whose functions hand a user a Run
+_MAKE_RUNS = {"grokscope.store", "grokscope.training", "grokscope.training.stacked", "grokscope.external.importers",
+              "grokscope.external.recorder", "grokscope.experiments.sweep"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
+        if _LAZY[name] in _MAKE_RUNS:   # a run shows itself as HTML in a notebook: the report registers
+            importlib.import_module("grokscope.report.notebook")   # that view (the store never imports it)
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module 'grokscope' has no attribute {name!r}")
@@ -75,6 +82,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
-
-if "IPython" in __import__("sys").modules:   # a notebook or an IPython shell: runs display as HTML
-    importlib.import_module("grokscope.report.notebook")

@@ -317,7 +317,8 @@ class Run:
         return f"Run({str(self.path)!r}, status={self.status!r}, steps={len(self.steps)})"
 
     # a notebook's view of a run, registered by the report layer (report/notebook.py) when it is
-    # imported, as `import grokscope` does inside IPython: the store never imports the report
+    # imported, as `grokscope.train`, `grokscope.load_run` and the rest do: the store never
+    # imports the report
     html_view = None
 
     def _repr_html_(self) -> str | None:
