@@ -217,9 +217,13 @@ def _quick_checks(data: Data) -> list[Check]:
 
 
 def phase_checks(scale: str, data: Data) -> list[Check]:
-    grid = phase_grid(data)
     if scale == "quick":
         return _quick_checks(data)
+    return (_main_phase_checks(data) if "phase" in data else []) + _other_phase_checks(data)
+
+
+def _main_phase_checks(data: Data) -> list[Check]:
+    grid = phase_grid(data)
     short = phase_grid(data, SHORT)
     counts = {ph: sum(v == ph for v in grid.values()) for ph in SWEEP_PHASES}
     counts_short = {ph: sum(v == ph for v in short.values()) for ph in SWEEP_PHASES}
@@ -230,7 +234,7 @@ def phase_checks(scale: str, data: Data) -> list[Check]:
                      & {lr for (lr, _), ph in grid.items() if ph == "comprehension"})
     above = [_mean_wd(grid, "grokking", lr) > _mean_wd(grid, "comprehension", lr) for lr in columns]
     same, n_cells, off = agreement(grid)
-    out = [
+    return [
         Check("phase diagram (addition, regression): cells in the published grid's phase", "the same grid",
               f"{same} of {n_cells} ({same / max(n_cells, 1):.1%})", n_cells == 176 and same >= 0.9 * n_cells,
               "at least 90% of the 176 cells", "Liu et al. 2022, the authors' published grid (data_add_r.h5)",
@@ -253,6 +257,10 @@ def phase_checks(scale: str, data: Data) -> list[Check]:
         Check("phases over the 176 cells at 1e5 steps (at 1e4)", "all four phases", f"{_counts(counts)} ({_counts(counts_short)})",
               all(counts[ph] > 0 for ph in PHASES), "every phase present", SOURCE_PHASE),
     ]
+
+
+def _other_phase_checks(data: Data) -> list[Check]:
+    out = []
     for d in DIAGRAMS[1:]:
         if d.part not in data:
             continue   # not trained in this call (`--parts`)
@@ -317,7 +325,12 @@ def _empirical(data: Data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def checks(scale: str, data: Data) -> list[Check]:
-    run = data["default"][0]
+    """Each part's checks, for the parts this call trained (`--parts` may leave some out)."""
+    return ((_default_checks(data["default"][0]) if "default" in data else [])
+            + (_fraction_checks(scale, data) if "fraction" in data else []) + phase_checks(scale, data))
+
+
+def _default_checks(run) -> list[Check]:
     steps = _rqi_steps(run)
     out = [Check(f"default run: {label} (step)", fmt_step(PAPER_STEPS[key]), fmt_step(steps[key]),
                  steps[key] is not None and abs(steps[key] - PAPER_STEPS[key]) <= tol, f"within {tol} steps", SOURCE,
@@ -338,6 +351,11 @@ def checks(scale: str, data: Data) -> list[Check]:
         out.append(Check("accuracy predicted from RQI against test accuracy, end of training", "agree",
                          f"{final:.2f} against {acc:.2f}", abs(final - acc) <= 0.1, "within 0.1",
                          "Liu et al. 2022, sec. 3.2 (Acc-hat)"))
+    return out
+
+
+def _fraction_checks(scale: str, data: Data) -> list[Check]:
+    out = []
     theory = _theory()
     frac = theory.sizes / theory.sizes[-1]
     crit = _crossing(frac, theory.probability)
@@ -360,11 +378,29 @@ def checks(scale: str, data: Data) -> list[Check]:
                          f"small training set before the embedding organizes; {FRACTION_STEPS[scale]:,} steps per run. "
                          "Test accuracy also counts sums no training pair has (0 = 0 + 0, 18 = 9 + 9), which no "
                          "representation answers: RQI is the theory's quantity"))
-    return out + phase_checks(scale, data)
+    return out
 
 
 def figure(scale: str, data: Data) -> Figure:
-    run = data["default"][0]
+    """The panels of the parts this call trained (`--parts` may leave some out)."""
+    panels = (_default_panels(data["default"][0]) if "default" in data else []) + (
+        [_fraction_panel(scale, data)] if "fraction" in data else []) + _phase_panels(scale, data)
+    return Figure(tuple(panels), columns=3 if scale == "full" else 2,
+                  caption="Toy addition (p = 10, unordered pairs, plain sum): 1-d embeddings, tanh decoder 2x200, MSE "
+                          "to random 30-d targets, AdamW (embedding lr 1e-3; decoder lr 1e-4 and no weight decay unless "
+                          "the phase diagram varies them), full batch. Phases: Liu et al.'s criteria (90% train and "
+                          "test accuracy; grokking when test lags train by over 1,000 steps)."
+                          + (" Full scale: (d)-(e) our addition / regression diagram at 1e4 and 1e5 steps, x marking "
+                             "the cells whose phase differs from (f), the authors' published grid" if scale == "full"
+                             else "")
+                          + "".join(f"; ({letter}) {text}" for letter, text in zip("gh", [
+                              t for d, t in zip(DIAGRAMS[1:], ("addition with cross-entropy, decoder weight decay 0-20",
+                                                               "S3 with MSE, decoder weight decay 0-200"))
+                              if scale == "full" and d.part in data]))
+                          + ("." if scale == "full" else ""))
+
+
+def _default_panels(run) -> list[Panel]:
     m = run.metrics
     table = run.tables.get("parallelogram")
     acc = [Series(f"{s} accuracy", *thin(m["step"], m[f"{s}_acc"]), split=s) for s in ("train", "test")]
@@ -380,38 +416,35 @@ def figure(scale: str, data: Data) -> Figure:
     panels = [Panel("(a) accuracy and RQI, default run", tuple(acc), ylabel="accuracy / RQI",
                     vlines=(("paper: test acc 0.9", PAPER_STEPS["test"]),)),
               Panel("(b) accuracy against RQI over training", tuple(rqi_vs_acc), xlabel="RQI", ylabel="accuracy")]
+    return panels
+
+
+def _fraction_panel(scale: str, data: Data) -> Panel:
     theory = _theory()
     fr, learned, gen = _empirical(data)
     n = len(FRACTION_SEEDS[scale])
-    panels.append(Panel("(c) critical training fraction", (
+    return Panel("(c) critical training fraction", (
         Series("P(representation determined)", tuple(theory.sizes / theory.sizes[-1]), tuple(theory.probability),
                colour=2),
         Series(f"trained: final RQI > 0.95 ({n} splits)", tuple(fr), tuple(learned), style="o-", colour=3),
         Series(f"trained: 90% held-out accuracy ({n} splits)", tuple(fr), tuple(gen), style="o--", colour=4)),
         xlabel="training fraction", ylabel="probability",
-        vlines=(("paper: about 0.4", 0.4),)))
+        vlines=(("paper: about 0.4", 0.4),))
+
+
+def _phase_panels(scale: str, data: Data) -> list[Panel]:
+    panels = []
     grid = phase_grid(data)
     if scale == "quick":
         panels.append(_phase_panel("(d) 4 cells of the published grid", grid))
-    else:
+    elif "phase" in data:
         panels.append(_phase_panel("(d) ours after 1e4 steps", phase_grid(data, SHORT)))
         panels.append(_phase_panel("(e) ours, 1e5 (x: differs)", grid, agreement(grid)[2]))
         panels.append(_phase_panel("(f) published grid, 1e5", published_phases()))
+    if scale == "full":
         for letter, d in zip("gh", [d for d in DIAGRAMS[1:] if d.part in data]):
             panels.append(_phase_panel(f"({letter}) {d.short}", phase_grid(data, part=d.part)))
-    return Figure(tuple(panels), columns=3 if scale == "full" else 2,
-                  caption="Toy addition (p = 10, unordered pairs, plain sum): 1-d embeddings, tanh decoder 2x200, MSE "
-                          "to random 30-d targets, AdamW (embedding lr 1e-3; decoder lr 1e-4 and no weight decay unless "
-                          "the phase diagram varies them), full batch. Phases: Liu et al.'s criteria (90% train and "
-                          "test accuracy; grokking when test lags train by over 1,000 steps)."
-                          + (" Full scale: (d)-(e) our addition / regression diagram at 1e4 and 1e5 steps, x marking "
-                             "the cells whose phase differs from (f), the authors' published grid" if scale == "full"
-                             else "")
-                          + "".join(f"; ({letter}) {text}" for letter, text in zip("gh", [
-                              t for d, t in zip(DIAGRAMS[1:], ("addition with cross-entropy, decoder weight decay 0-20",
-                                                               "S3 with MSE, decoder weight decay 0-200"))
-                              if scale == "full" and d.part in data]))
-                          + ("." if scale == "full" else ""))
+    return panels
 
 
 def notes(scale: str, data: Data) -> list[str]:

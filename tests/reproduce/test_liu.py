@@ -15,6 +15,7 @@ from grokscope.reproduce.liu import (
     agreement,
     cell_steps,
     checks,
+    figure,
     phase_checks,
     phase_grid,
     phase_tables,
@@ -142,6 +143,19 @@ def test_default_run_checks_compare_the_authors_steps():
                      else run(c.coords, 1969, None, steps=c.metrics["step"]) for c in data["phase"]]
     quick = [c for c in checks("quick", data) if c.quantity.startswith("decoder lr")]
     assert [c.ok for c in quick] == [False, False, True, True]
+
+
+def test_parts_alone_get_their_own_checks_and_panels():
+    """`--parts phase-add-classification` trains one diagram: its checks and panel, no others (the
+    default run's checks once raised KeyError after a 46-minute sweep)."""
+    cells = [run({"optim.lr": float(lr), "optim.weight_decay": float(wd)}, *paper_like(lr, wd))
+             for lr in LRS for wd in range(11)]
+    data = {"phase-add-classification": cells}
+    only = checks("full", data)
+    assert len(only) == 1 and only[0].quantity.startswith("phase diagram (addition, classification)"), only
+    assert [p.title for p in figure("full", data).panels] == ["(g) ours: addition, CE"]
+    both = checks("full", {**grid_data(paper_like), **data})
+    assert len(both) == len(checks("full", grid_data(paper_like))) + 1
 
 
 @pytest.mark.slow   # a whole reproduction or fresh processes: run by .ci/run after the README command
