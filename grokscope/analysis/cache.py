@@ -1,5 +1,5 @@
 """The analysis cache, `analyses/<run>/.cache/`: probe results keyed by (checkpoint content hash,
-probe name, version, parameters), and the checkpoint hashes remembered by (size, mtime) so a
+probe name, version, parameters, what the probe read beyond the checkpoint: `run_inputs`), and the checkpoint hashes remembered by (size, mtime) so a
 re-run reads no checkpoint it has hashed before. A damaged entry is recomputed, never trusted."""
 
 from __future__ import annotations
@@ -44,8 +44,16 @@ def checkpoint_hashes(run: Run, steps: list[int], cache_dir: Path) -> dict[int, 
     return out
 
 
-def cache_path(cache_dir: Path, probe: Probe, ckpt_hash: str) -> Path:
-    return cache_dir / probe.name / f"{ckpt_hash[:20]}-{probe.cache_key()}.json"
+def run_key(inputs: Any) -> str:
+    """A probe's `run_inputs` as a cache-name part ("" when it has none)."""
+    if inputs is None:
+        return ""
+    return "-" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cache_path(cache_dir: Path, probe: Probe, ckpt_hash: str, key: str = "") -> Path:
+    """`key`: `run_key(probe.run_inputs(...))`, what the result depends on beyond its checkpoint."""
+    return cache_dir / probe.name / f"{ckpt_hash[:20]}-{probe.cache_key()}{key}.json"
 
 
 def cache_read(path: Path) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@
     analyses/<run>/<probe>.spec.json  the probe's figures and summary claims, as data (`specs`)
     analyses/<run>/manifest.json   status, reason, timing and artifacts of every probe
     analyses/<run>/phases.json     memorization/generalization steps and phases
-    analyses/<run>/.cache/         results keyed by (checkpoint hash, probe, version, params)
+    analyses/<run>/.cache/         results keyed by (checkpoint hash, probe, version, params, run inputs)
 
 Each checkpoint is loaded once and every requested probe runs on it; results are cached, so a
 re-run computes only what is new; a probe failing on one checkpoint is recorded and the rest
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkpoint_hashes
+from grokscope.analysis.cache import cache_path, cache_read, cache_write, checkpoint_hashes, run_key
 from grokscope.analysis.selection import Selected, make_probes, parse_probe_list, select_steps
 from grokscope.console import ProgressLine
 from grokscope.errors import CorruptFileError, UsageError
@@ -195,12 +195,18 @@ def measure_all(run: Run, active: list[Selected], chosen: list[int], cache_dir: 
                 device: str, progress: bool) -> dict[str, dict[int, dict[str, Any]]]:
     """{probe: {step: result}} for every active probe and chosen step: from the cache where it
     holds the result, else measured (in `jobs` processes when more than one) and cached."""
-    hashes = checkpoint_hashes(run, chosen, cache_dir)
+    hashes = checkpoint_hashes(run, sorted({*chosen, run.steps[0], run.steps[-1]}), cache_dir)
+    memo: dict = {}
+    keys, broken = run_keys(run, active, hashes, device, memo)
     results: dict[str, dict[int, dict[str, Any]]] = {s.probe.name: {} for s in active}
     todo: dict[int, list[Selected]] = {}
     for step in chosen:
         for sel in active:
-            cached = cache_read(cache_path(cache_dir, sel.probe, hashes[step]))
+            if sel.probe.name in broken:
+                results[sel.probe.name][step] = {"status": "failed", "step": step, "seconds": 0.0,
+                                                 "error": broken[sel.probe.name]}
+                continue
+            cached = cache_read(cache_path(cache_dir, sel.probe, hashes[step], keys[sel.probe.name]))
             if cached is not None:
                 results[sel.probe.name][step] = {**cached, "cached": True}
             else:
@@ -215,7 +221,7 @@ def measure_all(run: Run, active: list[Selected], chosen: list[int], cache_dir: 
             res = measured[sel.probe.name]
             results[sel.probe.name][step] = res
             if res["status"] == "ok":
-                cache_write(cache_path(cache_dir, sel.probe, hashes[step]), res)
+                cache_write(cache_path(cache_dir, sel.probe, hashes[step], keys[sel.probe.name]), res)
         done += 1
         bar.update(done)
 
@@ -231,12 +237,26 @@ def measure_all(run: Run, active: list[Selected], chosen: list[int], cache_dir: 
             for fut in as_completed(futures):
                 record(futures[fut], fut.result())
     else:
-        memo: dict = {}
         for step, sels in todo.items():
             record(step, measure_checkpoint(run, step, [s.probe for s in sels], device, memo))
     bar.update(done, force=True)
     bar.close()
     return results
+
+
+def run_keys(run: Run, active: list[Selected], hashes: dict[int, str], device: str,
+             memo: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """({probe: cache-name part of its `run_inputs`}, {probe: why its run_inputs failed}): what
+    each result depends on beyond its checkpoint, read once per analysis (`memo` keeps what it
+    loads, the final checkpoint for one, for the measuring that follows)."""
+    ctx = ProbeContext(run, None, None, device, memo, hashes)
+    keys, broken = {}, {}
+    for sel in active:
+        try:
+            keys[sel.probe.name] = run_key(sel.probe.run_inputs(ctx))
+        except Exception as e:
+            broken[sel.probe.name] = f"run_inputs: {type(e).__name__}: {e}"
+    return keys, broken
 
 
 def write_probe_outputs(out: Path, sel: Selected, chosen: list[int],

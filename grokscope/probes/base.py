@@ -98,6 +98,16 @@ class Probe:
     def measure_run(self, run, tables: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def run_inputs(self, ctx: "ProbeContext") -> Any:
+        """What every checkpoint's result depends on besides that checkpoint and `params`, as
+        JSON (default None: nothing). A probe that reads another checkpoint (`ctx.final`,
+        `ctx.first`, `ctx.reference`) or a file returns what it read from it: the key frequencies
+        of the final checkpoint, its hash (`ctx.checkpoint_hash`). It is part of the cache key, so
+        a run that trains on past its old final checkpoint, or a watcher that measured while it
+        was training, recomputes exactly the results that changed. `ctx` has no checkpoint of
+        its own (`ctx.model` is None)."""
+        return None
+
     def figures(self) -> list[FigureSpec]:
         """The probe's figures as data (which columns, axes, log scales, reference lines); the
         report draws them. Default: every numeric column against step."""
@@ -131,12 +141,19 @@ class ProbeContext:
     between probes (e.g. the logits on every input); `run_memo` does the same for the whole run.
     """
 
-    def __init__(self, run, step: int, model: torch.nn.Module, device: str = "cpu",
-                 run_memo: dict | None = None):
+    def __init__(self, run, step: int | None, model: torch.nn.Module | None, device: str = "cpu",
+                 run_memo: dict | None = None, hashes: dict[int, str] | None = None):
         self.run, self.step, self.model, self.device = run, step, model, device
         self.task = run.task
         self._memo: dict[str, Any] = {}
         self._run_memo = run_memo if run_memo is not None else {}
+        self._hashes = hashes
+
+    def checkpoint_hash(self, step: int) -> str:
+        """sha256 of checkpoint `step`'s file (the analysis cache's hash of it)."""
+        if self._hashes is not None and step in self._hashes:
+            return self._hashes[step]
+        return hashlib.sha256(self.run.checkpoint_path(step).read_bytes()).hexdigest()
 
     def memo(self, key: str, fn: Callable[[], Any]) -> Any:
         if key not in self._memo:

@@ -38,6 +38,10 @@ class CKAProbe(Probe):
     description = "linear CKA of hook-point activations against the final and the first checkpoint"
     defaults = {"hooks": "auto", "split": "test", "n": 512, "debiased": False}
 
+    def run_inputs(self, ctx: ProbeContext) -> dict[str, str]:
+        """The reference checkpoints, by content."""
+        return {"final": ctx.checkpoint_hash(ctx.run.steps[-1]), "first": ctx.checkpoint_hash(ctx.run.steps[0])}
+
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         hooks = default_hooks(ctx.model) if self.params["hooks"] == "auto" else \
             [h.strip() for h in str(self.params["hooks"]).split(",") if h.strip()]

@@ -65,6 +65,10 @@ class FourierProbe(Probe):
             return f"key_source must be one of {', '.join(KEY_SOURCES)}"
         return applies_to_modular(run)
 
+    def run_inputs(self, ctx: ProbeContext) -> list[int] | None:
+        """The key frequencies every checkpoint is measured at, read from the final checkpoint."""
+        return None if self.params["per_checkpoint_keys"] else key_frequencies(ctx, False, self.params["key_source"])
+
     def measure(self, ctx: ProbeContext) -> ProbeResult:
         p = ctx.task.p
         coef_embed = in_fourier_basis(p, token_embedding(ctx.model, p)).cpu()

@@ -9,6 +9,8 @@ the L, off the U) and generalizes when weight decay brings it down into the U's 
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -37,6 +39,10 @@ class LUProbe(Probe):
 
     def landscape(self) -> dict[str, np.ndarray]:
         return read_landscape(self.params["landscape"])
+
+    def run_inputs(self, ctx: ProbeContext) -> str:
+        """The landscape's table, by content."""
+        return hashlib.sha256(landscape_table_path(self.params["landscape"]).read_bytes()).hexdigest()
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         land = ctx.run_memo(f"lu:{self.params['landscape']}", self.landscape)

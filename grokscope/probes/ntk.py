@@ -128,6 +128,10 @@ class NTKAlignmentProbe(Probe):
         K = checkpoint_ntk(ctx, model, x, torch.cat([ytr, yte]), self.params)
         return {"K": K, "ntr": len(xtr), "ytr": ytr, "yte": yte}
 
+    def run_inputs(self, ctx: ProbeContext) -> dict[str, str]:
+        """The initial checkpoint (the kernel and the parameters' movement are measured from it), by content."""
+        return {"first": ctx.checkpoint_hash(ctx.run.steps[0])}
+
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
         data = self._kernels(ctx, ctx.model)
         data0 = data if ctx.step == ctx.run.steps[0] else ctx.run_memo(

@@ -28,6 +28,10 @@ class ProgressProbe(Probe):
             return "restricted/excluded losses are cross-entropies; this run trains with mse"
         return True
 
+    def run_inputs(self, ctx: ProbeContext) -> list[int] | None:
+        """The key frequencies, read from the final checkpoint (as `fourier`'s)."""
+        return None if self.params["per_checkpoint_keys"] else key_frequencies(ctx, False, self.params["key_source"])
+
     def measure(self, ctx: ProbeContext) -> dict[str, float | str]:
         task = ctx.task
         keys = key_frequencies(ctx, self.params["per_checkpoint_keys"], self.params["key_source"])

@@ -69,6 +69,29 @@ def test_rerun_uses_the_cache_and_version_bump_invalidates(tiny_run, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["probes"]["fourier"]["n_cached"] == 0
 
 
+def test_results_that_read_other_checkpoints_follow_them(tiny_run, copy_run, tmp_path):
+    """Analyzed while it trained (its final checkpoint then step 60) and again when done, a run's
+    tables equal a fresh analysis byte for byte: fourier's and progress's key frequencies come from
+    the final checkpoint, cka compares with it; a result is reused only where what it read is the
+    same (before `run_inputs` the step-60 keys stayed in the cache and the tables differed)."""
+    growing = copy_run(tiny_run)
+    for step in growing.steps:
+        if step > 60:
+            growing.checkpoint_path(step).unlink()
+    probes = ["fourier", "progress", "cka"]
+    live, fresh = tmp_path / "live", tmp_path / "fresh"
+    early = analyze(growing, probes, out=live, every=20, progress=False, report=False)
+    analyze(tiny_run, probes, out=live, every=20, progress=False, report=False)
+    done = analyze(tiny_run, probes, out=fresh, every=20, progress=False, report=False)
+    for name in probes:
+        assert (live / f"{name}.csv").read_bytes() == (fresh / f"{name}.csv").read_bytes(), name
+    assert (live / "fourier.npz").read_bytes() == (fresh / "fourier.npz").read_bytes()
+    cached = {n: e["n_cached"] for n, e in json.loads((live / "manifest.json").read_text())["probes"].items()
+              if n in probes}
+    same_keys = early["fourier"]["key_frequencies"][0] == done["fourier"]["key_frequencies"][0]
+    assert cached == {"fourier": 4 if same_keys else 0, "progress": 4 if same_keys else 0, "cka": 0}
+
+
 class Flaky(Probe):
     name = "flaky"
     version = "1"
