@@ -99,6 +99,8 @@ def draw_figure_json(figure: dict[str, Any]):
                 ax.set_xscale("log")
             if panel["logy"]:
                 ax.set_yscale("log")
+            if panel.get("yticks"):
+                ax.set_yticks([y for y, _ in panel["yticks"]], [label for _, label in panel["yticks"]])
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         figure_legend(fig, axes[:len(panels)])

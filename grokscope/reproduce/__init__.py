@@ -92,6 +92,7 @@ class Panel:
     logx: bool = False
     logy: bool = False
     vlines: tuple[tuple[str, float], ...] = ()   # (label, x): e.g. the paper's transition step
+    yticks: tuple[tuple[float, str], ...] = ()   # (y, label): rows drawn at their index, labelled by value
 
 
 @dataclass(frozen=True)

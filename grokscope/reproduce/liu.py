@@ -274,6 +274,16 @@ def _other_phase_checks(data: Data) -> list[Check]:
 
 
 def _phase_panel(title: str, grid: dict, off: list | None = None) -> Panel:
+    wds = sorted({wd for _, wd in grid})
+    steps = np.diff(wds)
+    yticks = ()
+    if len(steps) > 1 and not np.allclose(steps, steps[0]):
+        # unevenly spaced rows (the S3 diagram's 0, 1, 2, 3, 5, ..., 200) would overlap on a linear
+        # axis and a log one has no 0: rows are drawn at their index and labelled by value
+        row = {wd: float(i) for i, wd in enumerate(wds)}
+        grid = {(lr, row[wd]): ph for (lr, wd), ph in grid.items()}
+        off = [(lr, row[wd]) for lr, wd in off or ()]
+        yticks = tuple((row[wd], f"{wd:g}") for wd in wds)
     series = []
     for ph in SWEEP_PHASES:
         cells = sorted(k for k, v in grid.items() if v == ph)
@@ -283,7 +293,8 @@ def _phase_panel(title: str, grid: dict, off: list | None = None) -> Panel:
     if off:
         series.append(Series("not the published grid's phase", tuple(c[0] for c in off), tuple(c[1] for c in off),
                              style="x", colour=5, size=5.0))
-    return Panel(title, tuple(series), xlabel="decoder learning rate", ylabel="decoder weight decay", logx=True)
+    return Panel(title, tuple(series), xlabel="decoder learning rate", ylabel="decoder weight decay", logx=True,
+                 yticks=yticks)
 
 
 # ---------------------------------------------------------------- RQI, accuracy, critical fraction
@@ -395,7 +406,7 @@ def figure(scale: str, data: Data) -> Figure:
                              else "")
                           + "".join(f"; ({letter}) {text}" for letter, text in zip("gh", [
                               t for d, t in zip(DIAGRAMS[1:], ("addition with cross-entropy, decoder weight decay 0-20",
-                                                               "S3 with MSE, decoder weight decay 0-200"))
+                                                               "S3 with MSE, decoder weight decay 0-200, its rows evenly spaced"))
                               if scale == "full" and d.part in data]))
                           + ("." if scale == "full" else ""))
 
