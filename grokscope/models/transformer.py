@@ -211,7 +211,15 @@ class Transformer(HookedRootModule):
             resid = self.blocks[-1](resid, last_only=True)
         return self.unembed(self.ln_final(resid))[:, -1]
 
-    def _one_layer_from_tables(self, tokens: Tensor) -> Tensor:
+    def answer_neurons(self, tokens: Tensor) -> Tensor | None:
+        """(batch, d_mlp): the last MLP layer's activations at the answer position, computed as
+        `forward_fast` computes them (a fifth of a hooked forward over every position, for
+        Nanda's model on all p^2 inputs); None where that path does not apply."""
+        if not (self.fast and len(self.blocks) == 1 and not self.layernorm):
+            return None
+        return self._one_layer_from_tables(tokens, neurons=True)
+
+    def _one_layer_from_tables(self, tokens: Tensor, neurons: bool = False) -> Tensor:
         block = self.blocks[0]
         attn, mlp = block.attn, block.mlp
         n_ctx = tokens.shape[1]
@@ -238,6 +246,8 @@ class Transformer(HookedRootModule):
         # broadcast copy is a measurable share of the test pass: bench/train_step.py)
         pre = torch.mm(resid, mlp.W_in).add_(mlp.b_in)
         post = torch.relu_(pre) if self._cfg_args["act_fn"] == "relu" else mlp.act(pre)
+        if neurons:
+            return post
         resid = torch.mm(post, mlp.W_out).add_(resid).add_(mlp.b_out)
         return resid[:, None, :]
 

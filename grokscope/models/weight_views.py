@@ -43,6 +43,12 @@ def last_mlp_hook(model: nn.Module) -> str:
 
 def answer_neuron_acts(model: nn.Module, inputs: Tensor) -> Tensor:
     """(batch, d_mlp) activations of the last MLP layer at the answer position."""
+    fast = getattr(model, "answer_neurons", None)
+    if fast is not None:
+        with torch.no_grad():
+            acts = fast(inputs)
+        if acts is not None:
+            return acts
     name = last_mlp_hook(model)
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs, names_filter=lambda n: n == name)

@@ -85,6 +85,28 @@ def test_fast_path_equals_plain(tiny, model_kw):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("model_kw", [{}, {"n_layers": 2}])
+def test_answer_neurons_are_the_hooked_activations(tiny, model_kw):
+    """`answer_neurons` (what fourier's neuron columns read) equals the hook at the answer
+    position where the table path applies, and says None where it does not."""
+    from grokscope.models.weight_views import answer_neuron_acts
+
+    model, task = _model(tiny(model=model_kw))
+    model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    x = task.all_inputs
+    _, cache = model.run_with_cache(x, names_filter=lambda n: n.endswith("mlp.hook_post"))
+    hooked = cache[f"blocks.{len(model.blocks) - 1}.mlp.hook_post"][:, -1]
+    fast = model.answer_neurons(x)
+    if model_kw:
+        assert fast is None
+    else:
+        torch.testing.assert_close(fast, hooked, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(answer_neuron_acts(model, x), hooked, rtol=1e-12, atol=1e-12)
+
+
 def test_fast_path_is_taken_without_hooks_only(tiny, monkeypatch):
     model, task = _model(tiny())
     calls = []
