@@ -54,7 +54,7 @@ def key_frequencies(ctx: ProbeContext, per_checkpoint: bool, source: str) -> lis
 class FourierProbe(Probe):
     name = "fourier"
     needs = ("embeddings", "unembedding", "neurons")
-    version = "2"   # 2: neuron activations by the fast path (equal to float rounding)
+    version = "2"
     description = "Fourier norms of W_E, key frequencies, Gini of W_E and W_L, single-frequency neurons"
     defaults = {"per_checkpoint_keys": False, "key_source": "embed", "neuron_threshold": 0.85}
     notes = ("Fourier basis over Z_p: const, then cos k, sin k for k = 1..p//2 (cos before sin), "

@@ -60,7 +60,7 @@ def test_rerun_uses_the_cache_and_version_bump_invalidates(tiny_run, tmp_path):
     assert entry["n_cached"] == entry["n_ok"] == 4
 
     class FourierV2(FourierProbe):
-        version = "2"
+        version = str(int(FourierProbe.version) + 1)
 
     analyze(tiny_run, [FourierV2()], out=out, every=40, progress=False, report=False)
     assert json.loads((out / "manifest.json").read_text())["probes"]["fourier"]["n_cached"] == 0

@@ -146,8 +146,7 @@ def test_default_run_checks_compare_the_authors_steps():
 
 
 def test_parts_alone_get_their_own_checks_and_panels():
-    """`--parts phase-add-classification` trains one diagram: its checks and panel, no others (the
-    default run's checks once raised KeyError after a 46-minute sweep)."""
+    """`--parts phase-add-classification` trains one diagram: its checks and panel, no others."""
     cells = [run({"optim.lr": float(lr), "optim.weight_decay": float(wd)}, *paper_like(lr, wd))
              for lr in LRS for wd in range(11)]
     data = {"phase-add-classification": cells}
