@@ -39,6 +39,7 @@ def cmd_train(args) -> int:
     from grokscope.config import load_preset, with_overrides
     from grokscope.training import train
 
+    live = _live_args(args)
     if args.fork:
         return _train_branch(args)
     if args.resume:
@@ -46,9 +47,7 @@ def cmd_train(args) -> int:
             raise UsageError("--resume continues a run with its stored config; drop --preset/--set")
         from grokscope.store import load_run
 
-        run = load_run(args.resume)
-        run = train(run.config, run.path, resume=True, progress=not args.quiet, device=resolve_device(args.device),
-                    log=args.log)
+        config, out = load_run(args.resume).config, args.resume
     else:
         if args.preset is None:
             raise UsageError("train needs --preset NAME (see `grokscope presets`) or --resume DIR")
@@ -57,8 +56,60 @@ def cmd_train(args) -> int:
             import dataclasses
 
             config = dataclasses.replace(config, name=_overrides_name(args.preset, args.set))
-        run = train(config, args.out, progress=not args.quiet, device=resolve_device(args.device), log=args.log)
+        from grokscope.training.state import default_out
+
+        out = args.out if args.out is not None else default_out(config)
+    kw = dict(resume=bool(args.resume), progress=not args.quiet, device=resolve_device(args.device), log=args.log)
+    if live is None:
+        print(train(config, out, **kw).path)
+        return 0
+    from grokscope.analysis.live import live_analysis
+
+    analysis_out = args.analysis_out or Path("analyses") / Path(out).name
+    with live_analysis(out, args.analyze, out=analysis_out, every=args.every, params=live,
+                       device=kw["device"], log=args.log) as watcher:
+        run = train(config, out, suffix=watcher.suffix, **kw)
+        report = watcher.finish(progress=not args.quiet)
     print(run.path)
+    print(report)
+    return 0
+
+
+def _live_args(args) -> dict | None:
+    """--analyze's probe parameters (checked before training starts), or None without --analyze."""
+    if args.analyze is None:
+        if args.every is not None or args.param or args.analysis_out is not None:
+            raise UsageError("--every, --param and --analysis-out go with --analyze PROBES")
+        return None
+    from grokscope.analysis.live import check_selection
+
+    if args.fork:
+        raise UsageError("--analyze does not go with --from yet: train the branch, then `grokscope analyze` it")
+    params = _probe_params(args.param)
+    check_selection(args.analyze, args.every, params)
+    return params
+
+
+def cmd_watch(args) -> int:
+    from grokscope.analysis.live import watch
+    from grokscope.store import load_run
+    from grokscope.tracking import check_logger
+
+    check_logger(args.log)
+    params = _probe_params(args.param)
+    from grokscope.analysis.live import check_selection
+
+    check_selection(args.probe, args.every, params)
+    if args.poll <= 0:
+        raise UsageError(f"--poll must be a positive number of seconds, got {args.poll:g}")
+    run = load_run(args.run)
+    from grokscope.analysis import default_out
+
+    out = args.out or default_out(run)
+    watch(run.path, args.probe, out=out, every=args.every, params=params, device=resolve_device(args.device),
+          log=args.log, poll_seconds=args.poll, idle=args.priority == "idle", progress=not args.quiet)
+    _print_manifest(out)
+    print(Path(out) / "report.html")
     return 0
 
 
@@ -456,8 +507,9 @@ def _quiet(p) -> None:
 
 
 def _log(p, what: str) -> None:
-    p.add_argument("--log", default="none", choices=["none", "wandb"],
-                   help=f"also send {what} to Weights & Biases {WANDB}")
+    p.add_argument("--log", default="none", choices=["none", "wandb", "tensorboard"],
+                   help=f"also send {what} to Weights & Biases {WANDB}, or write them as TensorBoard "
+                   "event files (under the directory's tensorboard/)")
 
 
 def _data_dir(p, **kw) -> None:
@@ -473,7 +525,33 @@ def _train_args(p) -> None:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--from", dest="fork", metavar="RUN_DIR@STEP", help="a branch: RUN_DIR's config (changed "
                    "with --set) trained from its checkpoint at STEP, with a fresh optimizer, into --out")
-    _device(p), _data_dir(p), _quiet(p), _log(p, "metrics and config")
+    _device(p), _data_dir(p), _quiet(p), _log(p, "metrics and config (and with --analyze, the probes' columns)")
+    live = p.add_argument_group("analysis beside training (docs/live.md)")
+    live.add_argument("--analyze", metavar="PROBES", help="run these probes (comma-separated, as `analyze "
+                      "--probe`) on each new checkpoint in another process while the run trains; the report "
+                      "grows as it goes")
+    _analysis_selection(live)
+    live.add_argument("--analysis-out", type=Path, metavar="DIR",
+                      help="with --analyze: the analysis directory (default analyses/<run name>)")
+
+
+def _analysis_selection(p) -> None:
+    p.add_argument("--every", type=int, help="only checkpoints at multiples of this step")
+    p.add_argument("--param", action="append", default=[], metavar="PROBE.KEY=VALUE",
+                   help="a probe parameter, e.g. fourier.per_checkpoint_keys=true")
+
+
+def _watch_args(p) -> None:
+    p.add_argument("run", type=Path, help="a run directory that is training (ours, a sweep's, a Recorder's)")
+    p.add_argument("--probe", action="append", help="probe names or module:Class / file.py:Class, "
+                   "comma-separated or repeated (default: metrics,weights,fourier,progress,phases)")
+    _analysis_selection(p)
+    p.add_argument("--out", type=Path, help="analysis directory (default analyses/<run name>)")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between looks for new checkpoints")
+    p.add_argument("--priority", choices=["idle", "normal"], default="idle",
+                   help="idle (default): one thread at idle priority while the run trains, so the "
+                   "training never waits for the watcher; all threads for the final analysis")
+    _device(p), _quiet(p), _log(p, "the probe columns as they are measured, and the figures at the end")
 
 
 def _landscape_args(p) -> None:
@@ -564,9 +642,7 @@ def _analyze_args(p) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--probe", action="append", help="probe names or module:Class / file.py:Class, "
                    "comma-separated or repeated (default: metrics,weights,fourier,progress,phases)")
-    p.add_argument("--param", action="append", default=[], metavar="PROBE.KEY=VALUE",
-                   help="a probe parameter, e.g. fourier.per_checkpoint_keys=true")
-    p.add_argument("--every", type=int, help="only checkpoints at multiples of this step")
+    _analysis_selection(p)
     p.add_argument("--steps", help="only checkpoints in A:B")
     p.add_argument("--count", type=int, help="about this many checkpoints, spread log-linearly")
     p.add_argument("--jobs", type=int, default=1, help="processes over checkpoints")
@@ -634,6 +710,8 @@ COMMANDS = (
      "before it starts)", _info_args, "cmd_info"),
     ("probes", "list the probes: name, origin, description", _no_args, "cmd_probes"),
     ("analyze", "run probes over a run's checkpoints and write the report", _analyze_args, "cmd_analyze"),
+    ("watch", "analyze a run while it trains: each new checkpoint, a report that grows; the final analysis "
+     "when it ends", _watch_args, "cmd_watch"),
     ("explain", "test each paper's mechanism for a run's grokking by intervention (branches against a control)",
      _explain_args, "cmd_explain"),
     ("report", "rebuild figures and the report from an analysis's tables", _report_args, "cmd_report"),

@@ -36,6 +36,10 @@ class ProgressLine:
         elapsed = time.perf_counter() - self.t0
         return (done - self.start) / elapsed if elapsed > 0 else 0.0
 
+    def due(self) -> bool:
+        """Whether the next `update` draws (so a caller builds costly extra text only then)."""
+        return self.enabled and time.perf_counter() - self.last_draw >= self.interval
+
     def update(self, done: int, extra: str = "", force: bool = False) -> None:
         if not self.enabled:
             return

@@ -1,5 +1,6 @@
 """Experiment tracking: `--log wandb` sends a run's metrics and config, an analysis's probe
-columns and figures, and a sweep's runs and phase table to Weights & Biases.
+columns and figures, and a sweep's runs and phase table to Weights & Biases; `--log tensorboard`
+writes the same as TensorBoard event files under the directory's `tensorboard/<job>/`.
 
 `wandb` is imported only here and only when asked for. `WANDB_MODE=offline` writes a local
 folder (`./wandb/offline-run-*`, or under `WANDB_DIR`) that `wandb sync` uploads later;
@@ -15,6 +16,7 @@ training loop almost nothing: docs/tracking.md has the measurement.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 
 from grokscope.errors import UsageError
 
-LOGGERS = ("none", "wandb")
+LOGGERS = ("none", "wandb", "tensorboard")
 MAX_ROWS = 10_000   # metric rows sent per run; W&B's charts sample far fewer
 
 
@@ -43,7 +45,7 @@ class WandbTracker:
     """One W&B run for one grokscope directory (a run, an analysis, a sweep)."""
 
     def __init__(self, path: str | os.PathLike, job: str, config: dict[str, Any], *, name: str | None = None,
-                 group: str | None = None, steps: int | None = None):
+                 group: str | None = None, steps: int | None = None, any_order: bool = False):
         try:
             import wandb
         except ImportError:
@@ -62,6 +64,12 @@ class WandbTracker:
         except Exception as e:  # no login, no network: one line, with the offline way out
             raise UsageError(f"W&B did not start ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                              "log in with `wandb login`, or set WANDB_MODE=offline and `wandb sync` later") from None
+        # A live analysis sends rows out of step order (the newest checkpoint first): W&B's own step
+        # only grows, so the rows carry the training step as their x axis instead.
+        self.any_order = any_order
+        self.defined: set[str] = set()
+        if any_order:
+            self.run.define_metric("step")
 
     def log_rows(self, rows: list[tuple], columns: tuple[str, ...], last: bool = False) -> None:
         """Metric rows (step first) not sent yet, every `stride`-th step (and the last row when
@@ -88,13 +96,20 @@ class WandbTracker:
                 values = by_step.setdefault(int(step), {})
                 values.update({f"{prefix}/{k}": float(v[i]) for k, v in numeric.items() if v[i] == v[i]})
         for step in sorted(by_step):
-            if step > self.last_step and by_step[step]:
+            if self.any_order and by_step[step]:
+                for prefix in {k.split("/")[0] for k in by_step[step]} - self.defined:
+                    self.run.define_metric(f"{prefix}/*", step_metric="step")
+                    self.defined.add(prefix)
+                self.run.log({**by_step[step], "step": step})
+            elif step > self.last_step and by_step[step]:
                 self.run.log(by_step[step], step=step)
                 self.last_step = step
 
     def log_images(self, paths: list[Path], step: int | None = None) -> None:
         images = {f"figures/{p.stem}": self.wandb.Image(str(p)) for p in paths}
-        if images:
+        if images and self.any_order:
+            self.run.log(images)
+        elif images:
             self.run.log(images, step=max(self.last_step, step or 0) if step is not None or self.last_step >= 0
                          else None)
 
@@ -106,9 +121,76 @@ class WandbTracker:
         self.run.finish()
 
 
-def tracker(kind: str | None, path: str | os.PathLike, job: str, config: dict[str, Any], **kw) -> WandbTracker | None:
-    """The tracker `--log` asks for, or None for `none`."""
-    return WandbTracker(path, job, config, **kw) if check_logger(kind) == "wandb" else None
+class TensorBoardTracker:
+    """TensorBoard event files for one grokscope directory, under `<path>/tensorboard/<job>/`
+    (`tensorboard --logdir <path>/tensorboard`, or a parent folder to see several runs). Scalars
+    take any step order, so a live analysis writes each checkpoint as it is measured."""
+
+    def __init__(self, path: str | os.PathLike, job: str, config: dict[str, Any], *, name: str | None = None,
+                 group: str | None = None, steps: int | None = None, any_order: bool = False):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError("--log tensorboard needs TensorBoard: pip install tensorboard "
+                             "(or pip install -e .[tensorboard])") from None
+        self.path = Path(path)
+        self.dir = self.path / "tensorboard" / job
+        self.writer = SummaryWriter(log_dir=str(self.dir))
+        self.last_step = -1
+        self.writer.add_text("config", "```\n" + json.dumps(config, indent=1, sort_keys=True, default=str) + "\n```")
+
+    def log_rows(self, rows: list[tuple], columns: tuple[str, ...], last: bool = False) -> None:
+        """Metric rows (step first) not written yet; NaN values are left out."""
+        for row in rows:
+            step = int(row[0])
+            if step <= self.last_step:
+                continue
+            for k, v in zip(columns[1:], row[1:]):
+                if v == v:
+                    self.writer.add_scalar(f"metrics/{k}", float(v), step)
+            self.last_step = step
+        self.writer.flush()
+
+    def log_tables(self, tables: dict[str, dict[str, np.ndarray]]) -> None:
+        """Probe tables' numeric columns against `step`, as `<probe>/<column>`."""
+        for prefix, table in tables.items():
+            steps = table.get("step")
+            if steps is None:
+                continue
+            for k, v in table.items():
+                v = np.asarray(v)
+                if k == "step" or v.dtype.kind not in "fiu":
+                    continue
+                for step, value in zip(np.asarray(steps).astype(int), v):
+                    if value == value:
+                        self.writer.add_scalar(f"{prefix}/{k}", float(value), int(step))
+        self.writer.flush()
+
+    def log_images(self, paths: list[Path], step: int | None = None) -> None:
+        from PIL import Image
+
+        for p in paths:
+            with Image.open(p) as im:
+                image = np.asarray(im.convert("RGB"))
+            self.writer.add_image(f"figures/{p.stem}", image, max(self.last_step, step or 0), dataformats="HWC")
+        self.writer.flush()
+
+    def summary(self, **values: Any) -> None:
+        lines = [f"| {k} | {v} |" for k, v in values.items()]
+        self.writer.add_text("summary", "| key | value |\n|---|---|\n" + "\n".join(lines))
+
+    def finish(self) -> None:
+        self.writer.close()
+
+
+def tracker(kind: str | None, path: str | os.PathLike, job: str, config: dict[str, Any],
+            **kw) -> WandbTracker | TensorBoardTracker | None:
+    """The tracker `--log` asks for, or None for `none`. `any_order=True`: rows may come in any
+    step order (a live analysis)."""
+    kind = check_logger(kind)
+    if kind == "none":
+        return None
+    return (WandbTracker if kind == "wandb" else TensorBoardTracker)(path, job, config, **kw)
 
 
 # ---------------------------------------------------------------- what each command sends
@@ -164,7 +246,7 @@ def log_sweep(kind: str, out: str | os.PathLike, run_dirs: list[Path]) -> None:
     try:
         for name in ("phases", "phase_diagram"):
             path = out / f"{name}.csv"
-            if path.exists():
+            if path.exists() and isinstance(track, WandbTracker):
                 table = read_table(path)
                 columns = list(table)
                 rows = [[_plain(table[c][i]) for c in columns] for i in range(len(table[columns[0]]))]
@@ -178,5 +260,5 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-__all__ = ["LOGGERS", "MAX_ROWS", "WandbTracker", "check_logger", "log_analysis", "log_run", "log_sweep", "run_id",
+__all__ = ["LOGGERS", "MAX_ROWS", "TensorBoardTracker", "WandbTracker", "check_logger", "log_analysis", "log_run", "log_sweep", "run_id",
            "tracker"]

@@ -116,12 +116,15 @@ def _worker_measure(run_path: str, step: int, specs: list[tuple[str, dict]], dev
 # ---------------------------------------------------------------- the engine
 
 def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike | None = None,
-            every: int | None = None, steps: str | None = None, count: int | None = None,
+            every: int | None = None, steps: str | list[int] | None = None, count: int | None = None,
             jobs: int = 1, device: str = "cpu", params: dict[str, dict[str, Any]] | None = None,
-            progress: bool = True, report: bool = True) -> "Analysis":
+            progress: bool = True, report: bool = True, provisional: bool = False) -> "Analysis":
     """Run probes over a run's checkpoints; returns {probe name: table} (an `Analysis`: a dict
     that knows its directory and shows a summary in a notebook). See the module docstring.
-    `report=True` also builds report.md/html from what was written (`report.build_report`)."""
+    `steps`: "A:B", or a list of checkpoint steps (what a live analysis has measured so far).
+    `report=True` also builds report.md/html from what was written (`report.build_report`).
+    `provisional=True` (a live analysis): a cached result measured against other run inputs (an
+    older final checkpoint) stands in where none matches today's (`provisional_entry`)."""
     run = run if isinstance(run, Run) else load_run(run)
     out = Path(out) if out is not None else default_out(run)
     selected = make_probes(parse_probe_list(probes) if probes is None or isinstance(probes, str)
@@ -132,7 +135,7 @@ def analyze(run: Run | str | os.PathLike, probes=None, *, out: str | os.PathLike
     chosen = select_steps(run.steps, every, steps, count)
     out.mkdir(parents=True, exist_ok=True)
     with analysis_lock(out, announce=progress):
-        tables = _analyze_locked(run, selected, chosen, out, jobs, device, progress)
+        tables = _analyze_locked(run, selected, chosen, out, jobs, device, progress, provisional)
     if report:
         from grokscope.report.document import build_report
 
@@ -155,7 +158,7 @@ class Analysis(dict):
 
 
 def _analyze_locked(run: Run, selected: list[Selected], chosen: list[int], out: Path, jobs: int,
-                    device: str, progress: bool) -> dict[str, Table]:
+                    device: str, progress: bool, provisional: bool = False) -> dict[str, Table]:
     try:
         entries = read_manifest(out).get("probes", {})
     except CorruptFileError:
@@ -175,7 +178,7 @@ def _analyze_locked(run: Run, selected: list[Selected], chosen: list[int], out: 
         else:
             entries[sel.probe.name] = _entry(sel, "skipped", reason=ok if isinstance(ok, str)
                                              else "does not apply to this run")
-    results = measure_all(run, active, chosen, out / ".cache", jobs, device, progress)
+    results = measure_all(run, active, chosen, out / ".cache", jobs, device, progress, provisional)
     tables = {}
     for sel in active:
         table, entries[sel.probe.name] = write_probe_outputs(out, sel, chosen, results[sel.probe.name])
@@ -191,15 +194,69 @@ def _analyze_locked(run: Run, selected: list[Selected], chosen: list[int], out: 
     return tables
 
 
+def cached_steps(run: Run | str | os.PathLike, probes, steps: list[int], out: str | os.PathLike,
+                 params: dict[str, dict[str, Any]] | None = None, device: str = "cpu",
+                 provisional: bool = False) -> set[int]:
+    """The steps among `steps` whose result the cache in `out` holds for every probe that applies
+    (keyed as `analyze` keys them, so a result measured against an older final checkpoint is not
+    counted unless `provisional`): what a live analysis still has to measure is `steps` less these."""
+    run = run if isinstance(run, Run) else load_run(run)
+    selected = make_probes(parse_probe_list(probes) if probes is None or isinstance(probes, str)
+                           or all(isinstance(p, str) for p in probes) else probes, params)
+    active = [s for s in selected if s.probe.scope == "checkpoint" and s.probe.applies_to(run) is True]
+    if not active or not steps:
+        return set(steps)
+    cache_dir = Path(out) / ".cache"
+    hashes = checkpoint_hashes(run, sorted({*steps, run.steps[0], run.steps[-1]}), cache_dir)
+    keys, broken = run_keys(run, active, hashes, device, {})
+    others = {s.probe.name: provisional_index(cache_dir, s.probe) for s in active} if provisional else {}
+
+    def held(sel: Selected, step: int) -> bool:
+        path = cache_path(cache_dir, sel.probe, hashes[step], keys[sel.probe.name])
+        return path.exists() or bool(others.get(sel.probe.name, {}).get(cache_path(
+            cache_dir, sel.probe, hashes[step]).stem))
+
+    return {step for step in steps if all(s.probe.name in broken or held(s, step) for s in active)}
+
+
+def provisional_index(cache_dir: Path, probe: Probe) -> dict[str, list[Path]]:
+    """{unkeyed cache name: that checkpoint's entries for `probe` under any run inputs, newest
+    first}: one directory listing for a whole live poll."""
+    index: dict[str, list[Path]] = {}
+    folder = cache_dir / probe.name
+    if not folder.is_dir():
+        return index
+    suffix = f"-{probe.cache_key()}"
+    for path in folder.glob("*.json"):
+        stem = path.stem
+        cut = stem.find(suffix)
+        if cut >= 0:
+            index.setdefault(stem[:cut + len(suffix)], []).append(path)
+    for paths in index.values():
+        paths.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    return index
+
+
+def provisional_entry(index: dict[str, list[Path]], cache_dir: Path, probe: Probe, ckpt_hash: str) -> dict | None:
+    """The newest readable result for this checkpoint and probe under any run inputs."""
+    for path in index.get(cache_path(cache_dir, probe, ckpt_hash).stem, []):
+        entry = cache_read(path)
+        if entry is not None:
+            return entry
+    return None
+
+
 def measure_all(run: Run, active: list[Selected], chosen: list[int], cache_dir: Path, jobs: int,
-                device: str, progress: bool) -> dict[str, dict[int, dict[str, Any]]]:
+                device: str, progress: bool, provisional: bool = False) -> dict[str, dict[int, dict[str, Any]]]:
     """{probe: {step: result}} for every active probe and chosen step: from the cache where it
-    holds the result, else measured (in `jobs` processes when more than one) and cached."""
+    holds the result (or, `provisional`, a result under other run inputs), else measured (in
+    `jobs` processes when more than one) and cached."""
     hashes = checkpoint_hashes(run, sorted({*chosen, run.steps[0], run.steps[-1]}), cache_dir)
     memo: dict = {}
     keys, broken = run_keys(run, active, hashes, device, memo)
     results: dict[str, dict[int, dict[str, Any]]] = {s.probe.name: {} for s in active}
     todo: dict[int, list[Selected]] = {}
+    others = {s.probe.name: provisional_index(cache_dir, s.probe) for s in active} if provisional else {}
     for step in chosen:
         for sel in active:
             if sel.probe.name in broken:
@@ -207,6 +264,8 @@ def measure_all(run: Run, active: list[Selected], chosen: list[int], cache_dir: 
                                                  "error": broken[sel.probe.name]}
                 continue
             cached = cache_read(cache_path(cache_dir, sel.probe, hashes[step], keys[sel.probe.name]))
+            if cached is None and provisional:
+                cached = provisional_entry(others[sel.probe.name], cache_dir, sel.probe, hashes[step])
             if cached is not None:
                 results[sel.probe.name][step] = {**cached, "cached": True}
             else:

@@ -61,12 +61,17 @@ def make_probes(probes, params: dict[str, dict[str, Any]] | None = None) -> list
     return selected
 
 
-def select_steps(available: list[int], every: int | None = None, steps: str | None = None,
+def select_steps(available: list[int], every: int | None = None, steps: str | list[int] | None = None,
                  count: int | None = None) -> list[int]:
-    """All checkpoints, or those at multiples of `every`, or within `steps` "A:B", or `count`
-    spread log-linearly (plus the first and last)."""
+    """All checkpoints, or those at multiples of `every`, or within `steps` "A:B" (or the listed
+    steps), or `count` spread log-linearly (plus the first and last)."""
     chosen = list(available)
-    if steps:
+    if isinstance(steps, (list, tuple, set)):
+        missing = sorted(set(steps) - set(available))
+        if missing:
+            raise UsageError(f"no checkpoint at step {missing[0]:,} (see `grokscope info RUN` for the steps)")
+        chosen = sorted(set(steps))
+    elif steps:
         lo, sep, hi = steps.partition(":")
         try:
             lo_v = int(float(lo)) if lo.strip() else None

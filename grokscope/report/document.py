@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from grokscope.console import format_step
 from grokscope.errors import UsageError
 from grokscope.files import atomic_write_text
 from grokscope.measures.transitions import change_span
@@ -124,18 +125,24 @@ def _inputs_digest(out: Path, manifest: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def build_report(out: Path, run: Run | None = None, force: bool = False, single_file: bool = False) -> Path:
+LIVE_REFRESH = 30   # seconds between a browser's reloads of a live report
+
+
+def build_report(out: Path, run: Run | None = None, force: bool = False, single_file: bool = False,
+                 live: dict[str, Any] | None = None) -> Path:
     """Figures for every table (from its probe's stored spec), then report.md and report.html in
     `out`; returns report.html (see `_build`); with `single_file`, also report-single.html with
-    the figures embedded, and returns that. Holds the analysis directory's lock."""
+    the figures embedded, and returns that. `live` (a run still training: its `run_step`,
+    `steps`, `analyzed`, `newest`, `pending`, `written`) puts a banner on top that says so, and
+    the page reloads itself. Holds the analysis directory's lock."""
     with analysis_lock(out, announce=False):
-        html_path = _build(Path(out), run, force)
+        html_path = _build(Path(out), run, force, live)
         if single_file:
             return write_single_file(Path(out))
         return html_path
 
 
-def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
+def _build(out: Path, run: Run | None = None, force: bool = False, live: dict[str, Any] | None = None) -> Path:
     """Figures for every table (from its probe's stored spec), then report.md and report.html in
     `out`; returns report.html. Reads only the analysis directory's tables, specs, phases and
     manifest (and the run's metrics, copied to training.csv). Skips the work when nothing it
@@ -153,7 +160,7 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
         if any(manifest.get(k) != v for k, v in known.items()):
             manifest.update(known)
             write_manifest(out, manifest)
-    digest = _inputs_digest(out, manifest)
+    digest = _inputs_digest(out, manifest) + (json.dumps(live, sort_keys=True) if live else "")
     digest_path = out / ".cache" / "report.digest"
     if (not force and (out / "report.html").exists() and digest_path.exists()
             and digest_path.read_text() == digest):
@@ -185,7 +192,7 @@ def _build(out: Path, run: Run | None = None, force: bool = False) -> Path:
     explained = read_table(out / EXPLAIN) if (out / EXPLAIN).exists() else None
     story, extra = summary(phases, tables, specs, training, status, manifest.get("task"),
                            manifest.get("weight_decay"), explained)
-    md, body = _render(manifest, phases, story, extra, specs, figures, run)
+    md, body = _render(manifest, phases, story, extra, specs, figures, run, live)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", body)
     atomic_write_text(digest_path, digest)
@@ -252,10 +259,26 @@ def _code(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
-def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures, run) -> tuple[str, str]:
+def live_banner(live: dict[str, Any]) -> str:
+    """What a live report says on top: that the run is training, where, what is analyzed and
+    pending, and when the page was written."""
+    steps = f" of {format_step(live['steps'])}" if live.get("steps") else ""
+    newest = (f"; checkpoints analyzed: {live.get('analyzed', 0):,}, the newest at step "
+              f"{format_step(live['newest'])}" if live.get("newest") is not None else "; no checkpoint analyzed yet")
+    pending = f", {live['pending']:,} pending" if live.get("pending") else ", none pending"
+    return (f"Live: the run is training (newest checkpoint at step {format_step(live.get('run_step'))}{steps})"
+            f"{newest}{pending}. Written {live.get('written', '')}. This page is rewritten as the analysis "
+            "goes on; the final report replaces it when training ends.")
+
+
+def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures, run,
+            live: dict[str, Any] | None = None) -> tuple[str, str]:
     title = f"grokscope report: {Path(manifest['run']).name}"
     md = [f"# {title}", ""]
-    h = [page_head(title), f"<h1>{html.escape(title)}</h1>"]
+    h = [page_head(title, refresh=LIVE_REFRESH if live else None), f"<h1>{html.escape(title)}</h1>"]
+    if live:
+        md += [f"> **{live_banner(live)}**", ""]
+        h.append(f"<p class='live' id='live'>{html.escape(live_banner(live))}</p>")
     prov = _provenance(run)
     if prov:
         md += ["## Provenance", ""] + [f"- {p}" for p in prov] + [""]

@@ -10,13 +10,16 @@ import re
 CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.45;"
        "overflow-wrap:anywhere}img{max-width:100%;height:auto}table{border-collapse:collapse}"
        "td,th{border:1px solid #ccc;padding:2px 6px}code{background:#f4f4f4}"
-       ".src{color:#555;font-size:90%}")
+       ".src{color:#555;font-size:90%}"
+       ".live{background:#fff4d6;border:1px solid #e0b000;padding:.5em 1em}")
 TAIL = "</body></html>"
 
 
-def head(title: str) -> str:
-    """Everything before the body's content."""
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+def head(title: str, refresh: int | None = None) -> str:
+    """Everything before the body's content; `refresh`: the browser reloads the page every so
+    many seconds (a live report)."""
+    reload = f"<meta http-equiv='refresh' content='{int(refresh)}'>" if refresh else ""
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>" + reload +
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>")
 

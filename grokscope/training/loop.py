@@ -131,12 +131,13 @@ def resume_due(at_checkpoint: bool, since_last: float, resume_seconds: float) ->
 
 def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
              adaptive_flush: bool = False, status_file: Path | None = None,
-             on_flush: Callable[[], None] | None = None) -> list[Run]:
+             on_flush: Callable[[], None] | None = None, suffix: Callable[[], str] | None = None) -> list[Run]:
     """Train from `stepper.step` to `train.steps`; Ctrl-C or SIGTERM saves the resume state and
     raises TrainingInterrupted. `adaptive_flush` keeps flushing (which writes every run of a
     stacked group) under ~5% of the time. `status_file` receives {"step", "steps"} every few
     seconds (how a sweep shows progress inside a stacked group). `on_flush` is called after
-    each resume-state flush (experiment tracking sends the new metric rows then)."""
+    each resume-state flush (experiment tracking sends the new metric rows then). `suffix()` is
+    added to the progress line (a live analysis's newest headlines)."""
     config = stepper.config
     t = config.train
     to_checkpoint = set(checkpoint_schedule(t.steps, config.checkpoint))
@@ -178,7 +179,8 @@ def run_loop(stepper: Stepper, *, progress: bool = True, label: str = "step",
             lr = lr_at(config, s)
             diverged = stepper.non_finite()
             if s % t.log_every == 0 or s == t.steps or diverged:
-                bar.update(s, stepper.log(lr))
+                text = stepper.log(lr)
+                bar.update(s, text + (" " + suffix() if suffix is not None and bar.due() else ""))
                 if status_file is not None and time.perf_counter() - last_status > 2.0:
                     atomic_write_json(status_file, {"step": s, "steps": t.steps})
                     last_status = time.perf_counter()
@@ -434,13 +436,14 @@ def progress_text(row: tuple) -> str:
 
 def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bool = False,
           progress: bool = True, device: str = "cpu", log: str = "none",
-          fork: tuple[str | os.PathLike, int] | None = None) -> Run:
+          fork: tuple[str | os.PathLike, int] | None = None, suffix: Callable[[], str] | None = None) -> Run:
     """Train `config` into the run directory `out` (default `checkpoints/<name>`); returns the Run.
 
     With `resume=True`, `out` must hold a run; training continues from its resume state with
     the stored config. `fork=(parent run directory, step)` trains a branch: from the parent's
     checkpoint at that step, on its split, with a fresh optimizer (`branch` builds its config).
-    `log="wandb"` also sends the metrics and config to Weights & Biases (grokscope/tracking.py).
+    `log="wandb"` also sends the metrics and config to Weights & Biases, `"tensorboard"` writes
+    them as event files (grokscope/tracking.py). `suffix()`: text the progress line adds.
     """
     from grokscope.tracking import check_logger
 
@@ -461,13 +464,13 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
         fork = (Path(fork[0]), check_fork_step(Path(fork[0]), int(fork[1]), config))
     st = setup_run(config, out, resume=resume, device=device, fork=None if resume else fork)
     if log == "none":
-        return run_loop(PlainStepper(config, st, device), progress=progress)[0]
+        return run_loop(PlainStepper(config, st, device), progress=progress, suffix=suffix)[0]
     from grokscope.store import METRIC_COLUMNS
     from grokscope.tracking import tracker
 
     track = tracker(log, out, "train", st.info["config"], steps=config.train.steps)
     try:
-        run = run_loop(PlainStepper(config, st, device), progress=progress,
+        run = run_loop(PlainStepper(config, st, device), progress=progress, suffix=suffix,
                        on_flush=lambda: track.log_rows(st.writer.rows, METRIC_COLUMNS))[0]
         track.summary(memorization_step=run.info.get("memorization_step"),
                       generalization_step=run.info.get("generalization_step"), status=run.status)
