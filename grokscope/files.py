@@ -16,6 +16,8 @@ import shutil
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,12 +42,30 @@ FILE_MODE = _file_mode()
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, sync: bool = True) -> None:
+_SYNC = [True]   # the default of `sync`, changed for a block by `durable_writes`
+
+
+@contextmanager
+def durable_writes(enabled: bool) -> Iterator[None]:
+    """Within the block, atomic writes that do not say otherwise fsync (True) or not (False). A
+    live analysis writes without: its files can all be computed again, and an fsync waits for the
+    file system's journal commit, which a training process writing beside it then waits for too
+    (`bench/live.py`, docs/benchmarks.md)."""
+    _SYNC.append(enabled)
+    try:
+        yield
+    finally:
+        _SYNC.pop()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, sync: bool | None = None) -> None:
     """Write `data` to a temp file beside `path`, fsync it, rename it over `path`. A full disk
     (or a quota or file-size limit) raises DiskFullError and leaves the old file as it was.
     sync=False leaves the fsync to the caller (`fsync_file`): the rename still makes the file
-    whole or absent for any process that reads it, only a machine crash can lose it."""
+    whole or absent for any process that reads it, only a machine crash can lose it. None: the
+    default, True unless `durable_writes(False)` says otherwise."""
     path = Path(path)
+    sync = _SYNC[-1] if sync is None else sync
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -116,6 +116,28 @@ def test_analyze_and_sweep_send_tables_figures_and_runs(offline, tiny_run):
     assert any(k.startswith("phases/") for k in keys) and any(k.startswith("figures/") for k in keys)
 
 
+def test_a_live_analysis_sends_each_checkpoint_as_it_is_measured_on_the_training_step_axis(offline, tiny_run):
+    """The watcher measures the newest checkpoint first, so rows reach W&B out of step order:
+    each carries the training step (`step`, the x axis its charts use), none is dropped."""
+    from grokscope.analysis.live import Watch
+
+    w = Watch(tiny_run.path, ["weights"], out=offline / "live", batch=3, log="wandb")
+    order = []
+    while True:
+        left = w.poll()
+        order.append(left)
+        if not left:
+            break
+    w.finish()
+    got = offline_run(offline, run_id(offline / "live", "analyze"))
+    rows = [h for h in got["history"] if "weights/weight_norm" in h]
+    steps = [h["step"] for h in rows]
+    assert sorted(steps) == tiny_run.steps and steps != sorted(steps)     # all of them, newest first
+    norms = dict(zip(steps, (h["weights/weight_norm"] for h in rows)))
+    assert norms[120] == pytest.approx(float(tiny_run.metrics["weight_norm"][-1]), rel=1e-5)
+    assert any(k.startswith("figures/weights") for h in got["history"] for k in h)
+
+
 def test_tracking_usage_errors(tmp_path, monkeypatch):
     r = cli("train", "--preset", "quickstart", "--log", "mlflow", "--out", tmp_path / "x")
     assert r.returncode == 2 and "mlflow" in r.stderr and "Traceback" not in r.stderr

@@ -40,7 +40,7 @@ import numpy as np
 from grokscope.analysis.engine import Analysis, analyze, cached_steps, default_out
 from grokscope.analysis.selection import parse_probe_list, select_steps
 from grokscope.errors import GrokscopeError, UsageError
-from grokscope.files import atomic_write_json, read_json
+from grokscope.files import atomic_write_json, durable_writes, read_json
 from grokscope.store import Run, load_run, run_status
 from grokscope.tables import read_manifest
 
@@ -240,6 +240,17 @@ def watch(run: str | os.PathLike, probes=None, *, out=None, every=None, params=N
         torch.set_num_threads(1)
     w = Watch(run, probes, out=out, every=every, params=params, device=device, log=log,
               report_seconds=report_seconds, batch=batch)
+    with durable_writes(not idle):
+        ended = _watch_until_the_run_ends(w, poll_seconds, parent, progress)
+    if not ended:
+        return None
+    torch.set_num_threads(threads)
+    return w.finish(progress=progress)
+
+
+def _watch_until_the_run_ends(w: Watch, poll_seconds: float, parent: int | None, progress: bool) -> bool:
+    """Poll until the run's status says it ended and nothing is left (True), or until the training
+    process `parent` is gone (False)."""
     say = print if progress else (lambda *a, **k: None)
     last_said = None
     while True:
@@ -255,22 +266,30 @@ def watch(run: str | os.PathLike, probes=None, *, out=None, every=None, params=N
             say(f"watch: step {state.get('run_step') or 0:,} {progress_suffix(state)}", file=sys.stderr)
             last_said = (w.measured, left)
         if status in TERMINAL and left == 0:
-            break
+            return True
         if parent is not None and not alive(parent):
-            return None
+            return False
         if left == 0:
             time.sleep(poll_seconds)
-    torch.set_num_threads(threads)
-    return w.finish(progress=progress)
 
 
 def lower_priority() -> None:
-    """Idle scheduling (the kernel runs us only on a core nothing else wants), else nice 19."""
+    """Idle scheduling (the kernel runs us only on a core nothing else wants), else nice 19.
+
+    Linux schedules each session as a group first (autogroup) and a policy counts only within
+    its group, so a watcher in a session of its own (`Watcher` starts it so, that Ctrl-C reaches
+    the trainer only) also lowers its group's weight: without that, SCHED_IDLE alone left it half
+    the CPU and tripled a nanda step (docs/benchmarks.md, "Analysis beside training")."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         try:
             os.nice(19)
+        except OSError:
+            pass
+    if os.getsid(0) == os.getpid():   # our own session: the group is ours alone
+        try:
+            Path("/proc/self/autogroup").write_text("19")
         except OSError:
             pass
 
@@ -304,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log", default="none")
     p.add_argument("--parent", type=int)
     p.add_argument("--poll", type=float, default=2.0)
+    p.add_argument("--report-seconds", type=float, default=15.0)
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         watch(args.run, args.probe, out=args.out, every=args.every, params=json.loads(args.params),
-              device=args.device, log=args.log, parent=args.parent, poll_seconds=args.poll)
+              device=args.device, log=args.log, parent=args.parent, poll_seconds=args.poll,
+              report_seconds=args.report_seconds)
     except GrokscopeError as e:
         print(f"watch: error: {e}", file=sys.stderr)
         return e.exit_code

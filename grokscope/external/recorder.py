@@ -174,12 +174,18 @@ class Recorder:
     `rec.task.all_inputs` (default: grokscope's split rule with the config's seed). The model
     must accept `rec.task`'s inputs and return logits at the answer position (DESIGN's model
     contract); `rec.task.train_inputs` etc. hold the data.
+
+    `analyze`: probes (names or specs) to run on each new checkpoint while the loop trains, in a
+    watcher process at idle priority (`analysis.live`, docs/live.md), into `analysis_out`
+    (default analyses/<run name>), with `every` and `params` as `grokscope analyze` takes them;
+    `finish()` waits for the final analysis and report (`rec.report`).
     """
 
     def __init__(self, out: str | os.PathLike, model: torch.nn.Module, *, task: Any = None, steps: int,
                  model_factory: Any = None, config: Any = None, train_indices: Iterable[int] | None = None,
                  test_indices: Iterable[int] | None = None, hooks: str | Mapping[str, str] = "",
-                 metrics_seconds: float = 5.0):
+                 metrics_seconds: float = 5.0, analyze: Any = None, every: int | None = None,
+                 params: Mapping[str, Mapping[str, Any]] | None = None, analysis_out: str | os.PathLike | None = None):
         from grokscope.tasks import build_task
         from grokscope.training.schedule import checkpoint_schedule
 
@@ -211,8 +217,17 @@ class Recorder:
             "device": str(next(model.parameters()).device) if any(True for _ in model.parameters()) else "cpu",
             "trainer": "grokscope.Recorder (the user's own loop)",
         }
+        self.watcher = None
+        self.report: Path | None = None
+        if analyze is not None:
+            from grokscope.analysis.live import Watcher, check_selection
+
+            check_selection(analyze, every, dict(params or {}))
         self.writer.create(self.info, split)
         atexit.register(self._at_exit)
+        if analyze is not None:
+            self.watcher = Watcher(self.path, analyze, every=every, params={k: dict(v) for k, v in (params or {}).items()},
+                                   out=analysis_out or Path("analyses") / self.path.name)
 
     def __repr__(self) -> str:
         return f"Recorder({str(self.path)!r}, {len(self.writer.rows)} rows)"
@@ -295,6 +310,8 @@ class Recorder:
                                train_seconds=round(time.perf_counter() - self._t0, 3))
         self.finished = True
         atexit.unregister(self._at_exit)
+        if self.watcher is not None:
+            self.report = self.watcher.finish(progress=False)
         return Run(self.path)
 
     def _describe(self) -> str:
@@ -318,6 +335,8 @@ class Recorder:
             self.writer.set_status(self.info, "interrupted")
         except OSError:
             pass
+        if self.watcher is not None:
+            self.watcher.stop()
 
 
 def _float(value: Any) -> float:

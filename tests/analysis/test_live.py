@@ -231,3 +231,35 @@ def test_tensorboard_reads_what_training_and_the_watcher_wrote(tiny_run, tmp_pat
     assert sorted(norms) == run.steps
     assert norms[run.steps[-1]] == pytest.approx(run.metrics["weight_norm"][-1], rel=1e-5)
     assert "figures/weights" in acc.Tags()["images"]
+
+
+def test_a_recorder_analyzes_the_users_loop_as_it_trains(tmp_path, monkeypatch):
+    import torch
+    from helpers import ROOT
+    from torch import nn
+    from user_models import HOOKS, Plain
+
+    from grokscope.external.recorder import Recorder
+
+    # the watcher process finds the user's model class where the user's script would
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+    torch.manual_seed(0)
+    model = Plain()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1.0)
+    rec = Recorder(tmp_path / "own", model, task={"name": "modular", "p": 11, "frac_train": 0.5}, steps=40,
+                   hooks=HOOKS, analyze="weights,fourier", analysis_out=tmp_path / "an")
+    x, y = rec.task.train_inputs, rec.task.train_labels
+    for step in range(41):
+        loss = nn.functional.cross_entropy(model(x), y)
+        if rec.wants(step):
+            rec.checkpoint(step, model)
+        rec.log(step, train_loss=loss)
+        if step < 40:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    run = rec.finish()
+    assert rec.report == tmp_path / "an" / "report.html" and rec.report.exists()
+    assert "analyzing here" not in (tmp_path / "an" / "watch.log").read_text()   # the watcher did it
+    entries = json.loads((tmp_path / "an" / "manifest.json").read_text())["probes"]
+    assert entries["weights"]["n_ok"] == entries["fourier"]["n_ok"] == len(run.steps)
