@@ -1,9 +1,10 @@
 """What `grokscope train --analyze` costs the training, and the whole run against the plain
 reference, side by side in one run of this script, as a user meets them (whole processes).
 
-Alternates, `--repeats` times: `grokscope train --preset nanda --set train.steps=N` plain, and the
+Alternates, `--repeats` times: `grokscope train --preset nanda --set train.steps=N` plain, the
 same with `--analyze fourier,progress` (the watcher process at idle priority beside the trainer),
-then `python ../shared/bench/naive_nanda.py N` (the plain-PyTorch reference: the same model and
+`grokscope analyze` of the plain run afterwards (the same probes: what --analyze replaces), then
+`python ../shared/bench/naive_nanda.py N` (the plain-PyTorch reference: the same model and
 data, test loss every step, no checkpoints). For each: the whole command's wall time, the
 trainer's own `train_seconds` (run.json), and for --analyze how many checkpoints the watcher had
 measured when training ended and how long the final analysis took after it.
@@ -40,7 +41,7 @@ def main() -> None:
     args = p.parse_args()
     gs = [sys.executable, "-m", "grokscope.cli", "train", "--preset", "nanda", "--set", f"train.steps={args.steps}",
           "--quiet"]
-    rows: dict[str, list[dict]] = {"plain": [], "analyze": [], "naive": []}
+    rows: dict[str, list[dict]] = {"plain": [], "analyze": [], "after": [], "naive": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i in range(args.repeats):
@@ -57,9 +58,16 @@ def main() -> None:
             n = len(manifest["checkpoints"])
             t_end = wall - info["train_seconds"]
             rows["analyze"].append({"wall": wall, "train": info["train_seconds"], "n": n, "after": t_end})
-            last_live = [line for line in log.splitlines() if line.startswith("watch: step")]
+            # the watcher's last line before the trainer's last step: what it had measured by then
+            last_live = [line for line in log.splitlines() if line.startswith("watch: step")
+                         and not line.startswith(f"watch: step {args.steps:,}")]
             print(f"analyze  #{i}: {wall:6.1f} s whole command, {info['train_seconds']:6.1f} s training, "
                   f"{n} checkpoints analyzed; last live line: {last_live[-1] if last_live else '-'}", flush=True)
+
+            wall, _ = timed([sys.executable, "-m", "grokscope.cli", "analyze", f"plain{i}", "--probe", args.probes,
+                             "--out", f"after{i}", "--quiet"], tmp)
+            rows["after"].append({"wall": rows["plain"][-1]["wall"] + wall, "train": rows["plain"][-1]["train"]})
+            print(f"train, then analyze #{i}: {rows['after'][-1]['wall']:6.1f} s both commands", flush=True)
 
             wall, out = timed([sys.executable, args.naive, str(args.steps)], tmp)
             rows["naive"].append({"wall": wall, "train": json.loads(out.splitlines()[-1])["s_per_step"] * args.steps})
@@ -73,7 +81,8 @@ def main() -> None:
     print(f"  --analyze {args.probes}: training {med['analyze']['train'] / med['plain']['train'] - 1:+.1%} "
           f"against plain; whole command {med['analyze']['wall'] / med['plain']['wall']:.2f}x "
           f"(the final analysis after training: "
-          f"{statistics.median(r['after'] for r in rows['analyze']):.1f} s incl. start-up)")
+          f"{statistics.median(r['after'] for r in rows['analyze']):.1f} s); train, then analyze: "
+          f"{med['after']['wall'] / med['plain']['wall']:.2f}x")
     print(f"  whole run: naive reference / grokscope = {med['naive']['wall'] / med['plain']['wall']:.2f}x "
           f"(loops alone {med['naive']['train'] / med['plain']['train']:.2f}x)")
 

@@ -219,8 +219,9 @@ def progress_suffix(state: dict[str, Any] | None) -> str:
     if not state or state.get("newest") is None:
         return ""
     heads = "; ".join(f"{p} {text}" for p, text in state.get("headlines", {}).items())
-    pending = f", {state['pending']} queued" if state.get("pending") else ""
-    return f"| analyzed to {state['newest']:,}{pending}" + (f": {heads}" if heads else "")
+    pending = f", {state['pending']:,} queued" if state.get("pending") else ""
+    return (f"| {state.get('analyzed', 0):,} analyzed to step {state['newest']:,}{pending}"
+            + (f": {heads}" if heads else ""))
 
 
 # ---------------------------------------------------------------- the watcher process

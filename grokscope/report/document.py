@@ -293,7 +293,8 @@ def _render(manifest, phases, story: Narrative, extra: list[str], specs, figures
 
     md += ["## Summary", ""]
     h.append("<h2>Summary</h2>")
-    paragraph("When.", story.when)
+    # a live report's "when" is about the run so far: its sentences end at the newest step, not the run's end
+    paragraph(f"So far (training, at step {format_step(live.get('run_step'))})." if live else "When.", story.when)
     paragraph("Why.", story.why)
     paragraph("Checked and not seen in this run.", story.not_seen)
     if story.not_judged:

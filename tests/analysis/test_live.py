@@ -50,8 +50,9 @@ def test_batches_take_the_newest_then_spread_over_the_rest():
     assert batch[-1] == 98 and batch[0] == 0 and len(batch) == 4
     assert live_steps([0, 5, 10, 15, 17], 5) == [0, 5, 10, 15]      # 17 joins only as the run's last
     assert progress_suffix({}) == ""
-    assert progress_suffix({"newest": 1200, "pending": 3, "headlines": {"fourier": "gini_embed 0.4"}}) == \
-        "| analyzed to 1,200, 3 queued: fourier gini_embed 0.4"
+    assert progress_suffix({"newest": 1200, "analyzed": 9, "pending": 3,
+                            "headlines": {"fourier": "gini_embed 0.4"}}) == \
+        "| 9 analyzed to step 1,200, 3 queued: fourier gini_embed 0.4"
 
 
 def test_a_growing_run_ends_with_the_tables_of_a_fresh_analysis(tiny_run, tmp_path):

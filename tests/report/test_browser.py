@@ -112,3 +112,38 @@ def test_the_checks_fail_on_a_missing_figure_and_a_wide_page(browser, analysis, 
     assert "image figures/weights.png does not load" in problems
     assert "link figures/weights.png does not resolve" in problems
     assert "horizontal overflow" in problems
+
+
+def test_live_report_in_a_real_browser(browser, tiny_run, tmp_path):
+    """The report a watcher writes while the run trains: valid like the final one, its banner at
+    the top of the page. With GROKSCOPE_SCREENSHOTS=DIR the top of the page is saved as
+    DIR/live_report.png (docs/live.md shows it)."""
+    import json
+
+    from grokscope.analysis.live import Watch
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run.path, run)
+    for path in (run / "checkpoints").glob("step_*.safetensors"):
+        if int(path.name[5:13]) > 60:
+            path.unlink()
+    lines = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\n".join([lines[0]] + [x for x in lines[1:] if float(x.split(",")[0]) <= 60])
+                                     + "\n")
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "running"}))
+    out = tmp_path / "live"
+    w = Watch(run, ["weights", "fourier", "progress"], out=out, batch=4, report_seconds=1e9)
+    w.poll()                                   # one look: the newest and a few spread checkpoints
+    w.report_seconds = 0
+    w.poll()
+    assert check_page(browser, out / "report.html", tmp_path / "shots") == []
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto((out / "report.html").resolve().as_uri())
+    banner = page.locator("#live")
+    assert "Live: the run is training" in banner.inner_text() and banner.bounding_box()["y"] < 200
+    shots = os.environ.get("GROKSCOPE_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / "live_report.png"))
+    page.close()
