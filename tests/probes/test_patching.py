@@ -22,7 +22,8 @@ def test_logit_differences_and_full_recovery_from_the_residual_stream(tiny_run, 
         # (float32 logits: the probe reads them through run_with_cache, the same kernels up to rounding)
         assert t["logit_diff_clean"][i] == pytest.approx(ld(model(clean)), rel=1e-6)
         assert t["logit_diff_corrupted"][i] == pytest.approx(ld(model(corrupt)), rel=1e-6)
-    # position 1 (the corrupted operand) before layer 0 carries all of the difference
-    assert t["recovered_L0_resid_b"][i] == pytest.approx(1.0, abs=1e-9)
+    # position 1 (the corrupted operand) before layer 0 carries all of the difference (to float32
+    # rounding: the patched forward pass and the clean one may take different kernels)
+    assert t["recovered_L0_resid_b"][i] == pytest.approx(1.0, abs=1e-6)
     heads = [k for k in t if k.startswith("recovered_L0H")]
     assert heads and all(math.isfinite(t[k][i]) for k in heads)
