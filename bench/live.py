@@ -59,8 +59,7 @@ def main() -> None:
             t_end = wall - info["train_seconds"]
             rows["analyze"].append({"wall": wall, "train": info["train_seconds"], "n": n, "after": t_end})
             # the watcher's last line before the trainer's last step: what it had measured by then
-            last_live = [line for line in log.splitlines() if line.startswith("watch: step")
-                         and not line.startswith(f"watch: step {args.steps:,}")]
+            last_live = [line for line in log.splitlines() if "analyzed to step" in line]
             print(f"analyze  #{i}: {wall:6.1f} s whole command, {info['train_seconds']:6.1f} s training, "
                   f"{n} checkpoints analyzed; last live line: {last_live[-1] if last_live else '-'}", flush=True)
 

@@ -250,12 +250,14 @@ def watch(run: str | os.PathLike, probes=None, *, out=None, every=None, params=N
 
 
 def _watch_until_the_run_ends(w: Watch, poll_seconds: float, parent: int | None, progress: bool) -> bool:
-    """Poll until the run's status says it ended and nothing is left (True), or until the training
-    process `parent` is gone (False)."""
+    """Poll until the run's status says it ended (True), or until the training process `parent` is
+    gone (False)."""
     say = print if progress else (lambda *a, **k: None)
     last_said = None
     while True:
-        status = run_status(w.run_path)      # read before polling: every checkpoint of a finished run is on disk
+        status = run_status(w.run_path)
+        if status in TERMINAL:               # every checkpoint is on disk: `finish` measures the rest in one go
+            return True
         try:
             left = w.poll()
         except (GrokscopeError, OSError) as e:   # a full disk, a damaged file: said, then tried again
@@ -266,8 +268,6 @@ def _watch_until_the_run_ends(w: Watch, poll_seconds: float, parent: int | None,
             state = read_live(w.out)
             say(f"watch: step {state.get('run_step') or 0:,} {progress_suffix(state)}", file=sys.stderr)
             last_said = (w.measured, left)
-        if status in TERMINAL and left == 0:
-            return True
         if parent is not None and not alive(parent):
             return False
         if left == 0:

@@ -132,18 +132,29 @@ def test_a_probe_failing_on_one_checkpoint_is_reported_and_the_rest_go_on(tiny_r
 
 
 def test_a_full_disk_in_the_analysis_leaves_the_run_whole(tiny_run, tmp_path, monkeypatch, capsys):
-    run = growing(tiny_run, tmp_path / "run", 120)
-    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    import subprocess
+
     import grokscope.analysis.engine as engine
 
     def full(*a, **k):
         raise DiskFullError(f"{tmp_path / 'live'}: no space left on the device")
 
     monkeypatch.setattr(engine, "write_table", full)
-    with pytest.raises(DiskFullError):
-        watch(run.path, ["weights"], out=tmp_path / "live", poll_seconds=0.01, idle=False, progress=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                    # a training process that has ended
+    run = growing(tiny_run, tmp_path / "run", 60)
+    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    # while the run trains: said in one line, and tried again at the next look
+    assert watch(run.path, ["weights"], out=tmp_path / "live", poll_seconds=0.01, idle=False,
+                 parent=gone.pid) is None
     err = capsys.readouterr().err
     assert "watch: " in err and "no space left" in err
+    assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
+    # once it has ended: the final analysis stops with the error (the command prints its one line)
+    run = growing(tiny_run, tmp_path / "run", 120)
+    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    with pytest.raises(DiskFullError):
+        watch(run.path, ["weights"], out=tmp_path / "live", poll_seconds=0.01, idle=False, progress=False)
     assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
 
 
