@@ -8,7 +8,9 @@ importing any probe) and a probe that declares nothing still gets its columns pl
         Panel(columns=("ntk_effective_rank",), title="effective rank"),
     ))
 
-This module owns the `<probe>.spec.json` format and nothing else: no drawing, no matplotlib.
+A reproduction's figure is a `FigureSpec` too, its lines all `Series` of fixed data (written as its
+`figure.json`). This module owns the `<probe>.spec.json` format and nothing else: no drawing, no
+matplotlib.
 """
 
 from __future__ import annotations
@@ -28,12 +30,22 @@ WIDTHS = ("", "one", "two")
 
 @dataclass(frozen=True)
 class Series:
-    """A fixed curve drawn under the table's (e.g. a landscape the run moves over)."""
+    """A fixed curve: drawn under a table's columns (a landscape the run moves over), or all of a
+    panel's data (a reproduction's figure, whose lines come from its runs).
+
+    `style`: a matplotlib line style after an optional marker ("-", "--", "o-", "o", "s" for a
+    phase diagram's square cells); "" draws a reference's look, small dots on a thin line in the
+    palette's colour and line style. `split`: "train" or "test", or a phase ("grokking", ...),
+    for its fixed colour; else `colour` >= 0 picks an "other" colour by index (one colour per
+    setting across panels), and -1 the panel's next. `size`: the marker size."""
 
     label: str
     x: tuple[float, ...]
     y: tuple[float, ...]
-    marker: str = "o"
+    split: str = ""
+    style: str = "-"
+    colour: int = -1
+    size: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -83,19 +95,32 @@ class Panel:
     clabel: str = ""
     lines: tuple[str, ...] = ()
     bands: tuple[tuple[str, str], ...] = ()   # (column, its std column): shaded column ± std
+    yticks: tuple[tuple[float, str], ...] = ()  # (y, label): e.g. a phase diagram's rows at their index
+    title_loc: str = "center"   # "left" for a paper's lettered panels, "(a) ..."
 
 
 @dataclass(frozen=True)
 class FigureSpec:
     """One figure, saved as `figures/<name>.png/.pdf/.svg` with the data it draws in
-    `figures/<name>.csv`: its panels side by side, one legend below them. `width`: "one" (a
-    paper's column, 3.3 in), "two" (full width, 6.8 in) or "" (one column for a single panel,
-    else two). Panels with nothing to draw are left out."""
+    `figures/<name>.csv`: its panels side by side (`columns` to a row; 0: all in one row), one
+    legend below them. `width`: "one" (a paper's column, 3.3 in), "two" (full width, 6.8 in) or
+    "" (one column for a single panel a row, else two). `height`: the first row's, legend
+    included; each further row adds `height` - 0.5 in. Panels with nothing to draw are left out.
+    `caption`: the sentence a page prints under it (a reproduction's settings)."""
 
     name: str
     panels: tuple[Panel, ...] = (Panel(),)
     height: float = 2.6
     width: str = ""
+    columns: int = 0
+    caption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FigureSpec":
+        return _build(cls, data)
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,8 @@ def _build(cls: type, data: Any) -> Any:
     """A frozen dataclass from its `asdict` form, nested dataclasses and tuples included."""
     if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
         return data
+    if cls is Series and "style" not in data:
+        data = {**data, "style": ""}   # written before Series had a style: drawn as it was then, a reference
     kwargs = {}
     hints = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():

@@ -3,7 +3,7 @@
 A table is a dict of equal-length numpy columns, `step` first, stored as CSV (`<probe>.csv`).
 This module also owns the names of `manifest.json` (what every probe did), the run-scope
 results (`<probe>.json`, e.g. `phases.json`) and the landscape table (`<dir>/landscape.csv`,
-written by `grokscope landscape`, read by the `lu` probe). Figure specs are `specs`' files.
+written by `grokscope landscape`, read by the `landscape` probe). Figure specs are `specs`' files.
 """
 
 from __future__ import annotations

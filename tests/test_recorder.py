@@ -203,15 +203,15 @@ def test_a_probe_a_plain_model_cannot_feed_says_what_to_map(tmp_path):
         "scale": np.array([0.5, 1.0, 2.0]), "norm": np.array([0.5, 1.0, 2.0]) * norm,
         "best_train_loss": np.array([1.0, 0.1, 0.01]), "best_test_loss": np.array([2.0, 0.5, 3.0])})
     tables = grokscope.analyze(tmp_path / "r", probes=["metrics", "weights", "fourier", "cka", "ntk_spectrum",
-                                                       "ntk_alignment", "lu", "patching"],
-                               params={"lu": {"landscape": str(tmp_path / "ls")}}, out=tmp_path / "an",
+                                                       "ntk_alignment", "landscape", "patching"],
+                               params={"landscape": {"dir": str(tmp_path / "ls")}}, out=tmp_path / "an",
                                progress=False, report=False)
     probes = json.loads((tmp_path / "an" / "manifest.json").read_text())["probes"]
     assert probes["fourier"]["status"] == "skipped" and "model.hooks=\"embed=" in probes["fourier"]["reason"]
     assert probes["cka"]["status"] == "skipped" and "named activations" in probes["cka"]["reason"]
     assert probes["patching"]["status"] == "skipped"
-    assert {"metrics", "weights", "ntk_spectrum", "ntk_alignment", "lu"} <= set(tables)
-    assert tables["lu"]["norm_scale"][-1] == pytest.approx(1.0, rel=1e-4)   # the last checkpoint is the model
+    assert {"metrics", "weights", "ntk_spectrum", "ntk_alignment", "landscape"} <= set(tables)
+    assert tables["landscape"]["norm_scale"][-1] == pytest.approx(1.0, rel=1e-4)   # the last checkpoint is the model
 
 
 def test_a_loop_that_logs_only_nan_test_losses_gets_them_measured_or_kept(tmp_path):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from grokscope.errors import UsageError
-from grokscope.probes.base import Probe, resolve_probe
+from grokscope.probes.base import Probe, canonical_name, resolve_probe
 
 DEFAULT_PROBES = ("metrics", "weights", "fourier", "progress", "phases")
 
@@ -37,7 +37,7 @@ def parse_probe_list(items: list[str] | str | None) -> list[str]:
 
 
 def make_probes(probes, params: dict[str, dict[str, Any]] | None = None) -> list[Selected]:
-    params = params or {}
+    params = canonical_params(params or {})
     selected = []
     for item in (probes if isinstance(probes, (list, tuple)) else [probes]):
         if isinstance(item, Probe):
@@ -59,6 +59,14 @@ def make_probes(probes, params: dict[str, dict[str, Any]] | None = None) -> list
     if unknown:
         raise UsageError(f"--param names probe {unknown[0]!r}, which is not among the probes run ({', '.join(names)})")
     return selected
+
+
+def canonical_params(params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`params` keyed by each probe's own name (`--param lu.x=...` is `landscape`'s)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in params.items():
+        out.setdefault(canonical_name(name), {}).update(values)
+    return out
 
 
 def select_steps(available: list[int], every: int | None = None, steps: str | list[int] | None = None,

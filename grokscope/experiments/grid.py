@@ -25,6 +25,9 @@ class Axis:
         return self.key.split(".")[-1]
 
 
+MAX_VALUES = 10_000   # an axis or a seed count past this is a typo, not a sweep (and would fill memory)
+
+
 def parse_grid(text: str) -> Axis:
     """"optim.lr=1e-5:1e-2:16:log", "optim.weight_decay=0:10:11" (linear unless :log) or
     "task.frac_train=0.3,0.4,0.5" / "optim.name=adamw,adam"."""
@@ -40,11 +43,12 @@ def parse_grid(text: str) -> Axis:
         try:
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
             kind = parts[3] if len(parts) > 3 else "lin"
-            if (kind not in ("log", "lin") or n < 1 or len(parts) > 4 or not np.isfinite([lo, hi]).all()
+            if (kind not in ("log", "lin") or not 1 <= n <= MAX_VALUES or len(parts) > 4 or not np.isfinite([lo, hi]).all()
                     or (kind == "log" and min(lo, hi) <= 0)):
                 raise ValueError
         except (ValueError, IndexError):
-            raise UsageError(f"--grid {key}: expected LO:HI:N[:log|lin] with finite LO, HI, N >= 1 (and "
+            raise UsageError(f"--grid {key}: expected LO:HI:N[:log|lin] with finite LO, HI, 1 <= N <= "
+                             f"{MAX_VALUES:,} (and "
                              f"LO, HI > 0 for log), got {spec!r}") from None
         values = np.geomspace(lo, hi, n) if kind == "log" else np.linspace(lo, hi, n)
         return Axis(key, tuple(float(f"{v:.6g}") for v in values), kind)
@@ -71,11 +75,11 @@ def parse_seeds(text: str | None, base: int) -> list[int]:
         if "," in text:
             return list(dict.fromkeys(int(s) for s in text.split(",") if s.strip()))
         n = int(text)
-        if n < 1:
+        if not 1 <= n <= MAX_VALUES:
             raise ValueError
         return list(range(base, base + n))
     except ValueError:
-        raise UsageError(f"--seeds expects a count (3) or a list (0,1,2), got {text!r}") from None
+        raise UsageError(f"--seeds expects a count from 1 to {MAX_VALUES:,} (3) or a list (0,1,2), got {text!r}") from None
 
 
 def _fmt(value: Any) -> str:

@@ -108,7 +108,7 @@ def collect(out: Path, scales: list[float]) -> Table:
 
 def landscape_figure(summary: dict) -> FigureSpec:
     """Best train and test loss against the norm, the L's threshold and the U's minimum marked."""
-    from grokscope.probes.lu import landscape_marks
+    from grokscope.probes.landscape import landscape_marks
 
     return FigureSpec("landscape", panels=(Panel(
         x="norm", columns=("best_train_loss", "best_test_loss"), xlabel="weight norm", ylabel="loss",

@@ -80,6 +80,7 @@ class Probe:
     defaults: dict[str, Any] = {}
     scope: str = "checkpoint"
     needs: tuple[str, ...] = ()    # what of a model it reads (NEEDS); a user's plain model is checked for it
+    aliases: tuple[str, ...] = ()  # other names `--probe` and `--param` accept for it
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))
@@ -191,6 +192,7 @@ class ProbeContext:
 # ---------------------------------------------------------------- registry
 
 _BUILTINS: dict[str, type[Probe]] = {}
+_ALIASES: dict[str, str] = {}   # another name -> the built-in probe's name
 
 
 def register_probe(cls: type[Probe]) -> type[Probe]:
@@ -201,7 +203,15 @@ def register_probe(cls: type[Probe]) -> type[Probe]:
         raise ValueError(f"probe name {cls.name!r} is defined twice: {_where(_BUILTINS[cls.name])} "
                          f"and {_where(cls)}")
     _BUILTINS[cls.name] = cls
+    for alias in cls.aliases:
+        _ALIASES[alias] = cls.name
     return cls
+
+
+def canonical_name(name: str) -> str:
+    """A built-in probe's name for one of its aliases (`lu` -> `landscape`); other names as given."""
+    _load_builtins()
+    return _ALIASES.get(name, name)
 
 
 def _where(cls: type) -> str:
@@ -267,8 +277,8 @@ def resolve_probe(ref: str) -> tuple[type[Probe], str]:
     _load_builtins()
     if ":" in ref:
         return _load_ref(ref), ref
-    if ref in _BUILTINS:
-        return _BUILTINS[ref], "built-in"
+    if ref in _BUILTINS or ref in _ALIASES:
+        return _BUILTINS[_ALIASES.get(ref, ref)], "built-in"
     eps = _entry_points()
     if ref in eps:
         try:

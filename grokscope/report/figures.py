@@ -10,6 +10,7 @@ data), heatmaps over the step with a colour bar, widths of one or two paper colu
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from grokscope.report.style import (
     LINESTYLES,
     ONE_COLUMN,
     OTHER_COLOURS,
+    PHASE_CELL_COLOURS,
     PHASE_COLOURS,
     RC,
     SAVE_METADATA,
@@ -30,7 +32,7 @@ from grokscope.report.style import (
     TWO_COLUMN,
     new_figure,
 )
-from grokscope.specs import FigureSpec, Panel
+from grokscope.specs import FigureSpec, Panel, Series
 from grokscope.tables import write_table
 
 FORMATS = ("png", "pdf", "svg")
@@ -39,12 +41,14 @@ Table = dict[str, np.ndarray]
 
 @dataclass
 class Line:
-    """One drawn series: its legend label, the column it came from, and its points."""
+    """One drawn series: its legend label, the column it came from ("" for a fixed `Series`, then
+    `fixed`), and its points."""
 
     label: str
     column: str
     x: np.ndarray
     y: np.ndarray
+    fixed: Series | None = None
 
 
 def numeric_columns(table: Table) -> list[str]:
@@ -118,9 +122,9 @@ def source_table(panel: Panel, table: Table, tables: dict[str, Table] | None) ->
 def panel_lines(panel: Panel, table: Table, tables: dict[str, Table] | None = None) -> list[Line]:
     """What a "lines" or "stack" panel draws (finite points only), references first."""
     src = source_table(panel, table, tables)
-    out = [Line(ref.label, "", np.asarray(ref.x, dtype=float), np.asarray(ref.y, dtype=float))
+    out = [Line(ref.label, "", np.asarray(ref.x, dtype=float), np.asarray(ref.y, dtype=float), ref)
            for ref in panel.references]
-    if src is None:
+    if not src:   # no table (a reproduction's figure: its series are its data), or not this one
         return out
     x = np.asarray(src[panel.x] if panel.x in src else src["step"], dtype=float)
     cols = panel_columns(panel, src) + [c for c in panel.lines if c in src]
@@ -175,8 +179,12 @@ def draw_panel(ax, panel: Panel, table: Table, palette: Palette | None = None,
         same = [ln for ln in stacked if len(ln.x) == len(x) and np.array_equal(ln.x, x)]
         ax.stackplot(x, *[ln.y for ln in same], labels=[ln.label for ln in same],
                      colors=[palette(ln.label, ln.column)[0] for ln in same], alpha=0.8, lw=0)
+    others = 0   # fixed series without a split or colour take the "other" colours in order
     for ln in lines:
         if ln in stacked:
+            continue
+        if ln.fixed is not None and ln.fixed.style:
+            others += draw_series(ax, ln.fixed, others)
             continue
         colour, style = palette(ln.label, ln.column)
         if not ln.column:  # a reference curve: markers on a thin line
@@ -200,16 +208,34 @@ def draw_panel(ax, panel: Panel, table: Table, palette: Palette | None = None,
     for mark in panel.marks:
         line = ax.axvline if mark.axis == "x" else ax.axhline
         line(mark.value, color="#555555", ls=mark.style, lw=0.8, label=mark.label or None)
-    logy = _auto_log(lines) if panel.logy is None else panel.logy
-    if logy and (_positive(lines) > 0).any() and panel.kind != "stack":
-        ax.set_yscale("log", nonpositive="mask")  # zeros (e.g. an error term at init) are left out
-    if panel.logx:
-        ax.set_xscale("log")
+    if panel.title:
+        ax.set_title(panel.title, loc=panel.title_loc)
     ax.set_xlabel(panel.xlabel or panel.x)
     if panel.ylabel:
         ax.set_ylabel(panel.ylabel)
-    if panel.title:
-        ax.set_title(panel.title)
+    logy = _auto_log(lines) if panel.logy is None else panel.logy
+    if panel.logx:
+        ax.set_xscale("log")
+    if logy and (_positive(lines) > 0).any() and panel.kind != "stack":
+        ax.set_yscale("log", nonpositive="mask")  # zeros (e.g. an error term at init) are left out
+    if panel.yticks:
+        ax.set_yticks([y for y, _ in panel.yticks], [label for _, label in panel.yticks])
+
+
+def draw_series(ax, s: Series, others: int) -> int:
+    """A fixed series in its own style and colour (see `Series`); returns 1 when it took the
+    panel's next "other" colour."""
+    if s.split in SPLIT_COLOURS:
+        colour, took = SPLIT_COLOURS[s.split], 0
+    elif s.split and s.split in PHASE_CELL_COLOURS:   # a phase diagram's cells: the sweep report's colours
+        colour, took = PHASE_CELL_COLOURS[s.split], 0
+    else:
+        colour, took = OTHER_COLOURS[(s.colour if s.colour >= 0 else others) % len(OTHER_COLOURS)], 1
+    marker = s.style[0] if s.style[:1] in ("o", "s", "x") else None
+    line = (s.style[1:] if marker else s.style) or "none"
+    ax.plot(np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float), color=colour, marker=marker,
+            markersize=s.size, linestyle=line, label=s.label)
+    return took
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
@@ -240,8 +266,8 @@ def _heatmap(ax, panel: Panel, table: Table, tables=None) -> None:
     ax.grid(False)
 
 
-def figure_width(spec: FigureSpec, n_panels: int) -> float:
-    if spec.width == "one" or (not spec.width and n_panels == 1):
+def figure_width(spec: FigureSpec, per_row: int) -> float:
+    if spec.width == "one" or (not spec.width and per_row == 1):
         return ONE_COLUMN
     return TWO_COLUMN
 
@@ -249,17 +275,22 @@ def figure_width(spec: FigureSpec, n_panels: int) -> float:
 def draw_figure(spec: FigureSpec, table: Table, phases: dict[str, Any] | None = None,
                 tables: dict[str, Table] | None = None, width: float | None = None):
     """A matplotlib Figure of `spec` over `table` (and, for panels that name one, the other
-    `tables`), with phases shaded on step axes and one legend below the panels."""
+    `tables`; `{}` for a figure of fixed series), with phases shaded on step axes, panels in rows
+    of `spec.columns`, and one legend below them."""
     panels = [p for p in spec.panels if has_data(p, table, tables)] or list(spec.panels[:1])
-    fig = new_figure(width or figure_width(spec, len(panels)), spec.height)
+    per_row = spec.columns or len(panels)
+    rows = math.ceil(len(panels) / per_row)
+    fig = new_figure(width or figure_width(spec, per_row), spec.height + (rows - 1) * (spec.height - 0.5))
     palette = Palette()
     with matplotlib.rc_context(RC):
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        axes = fig.subplots(rows, per_row, squeeze=False).flatten()
         for ax, panel in zip(axes, panels):
             draw_panel(ax, panel, table, palette, tables)
             if panel.x == "step" and panel.kind != "heatmap":
                 shade_phases(ax, phases)
-        figure_legend(fig, axes)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        figure_legend(fig, axes[:len(panels)])
     return fig
 
 

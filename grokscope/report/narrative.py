@@ -166,8 +166,8 @@ def when_claims(training: Table | None, phases: dict[str, Any]) -> list[Claim]:
 MECHANISMS = {  # probe: (what it judges, how to get it, the tasks it applies to; None: any)
     "fourier": ("Fourier sparsity and key frequencies", "`--probe fourier`", ("modular",)),
     "progress": ("restricted and excluded loss", "`--probe progress`", ("modular",)),
-    "lu": ("the weight norm's place on the L/U landscape",
-           "`grokscope landscape --preset ...`, then `--probe lu --param lu.landscape=DIR`", None),
+    "landscape": ("the weight norm's place on the L/U landscape",
+                  "`grokscope landscape --preset ...`, then `--probe landscape --param landscape.dir=DIR`", None),
     "ntk_alignment": ("NTK-target alignment", "`--probe ntk_alignment`", None),
     "parallelogram": ("representation quality (RQI)", "`--probe parallelogram`", ("toy_add", "modular")),
     "llc": ("the local learning coefficient's peak", "`--probe llc` (`pip install grokscope[llc]`)", None),
@@ -243,7 +243,7 @@ def progress_claims(t: Table, mem: int | None, gen: int | None, n: Narrative,
                                         f"{_n(e[hi])} from {_n(e[lo])}).", "progress", NANDA))
 
 
-def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_decay: float | None = None) -> None:
+def landscape_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_decay: float | None = None) -> None:
     """Omnigrok: a run generalizes when its weight norm enters the band of norms where the
     landscape's best test loss is low, and its own test loss follows the landscape's. The good
     band: norms where the landscape's best test loss is within LANDSCAPE_GAIN of its lowest
@@ -252,7 +252,7 @@ def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_decay: f
     if not {"weight_norm", "landscape_test_loss", "test_loss"} <= set(t):
         return
     if "landscape_min_test_loss" not in t:
-        n.not_judged.append("the weight norm's place on the L/U landscape: the `lu` table predates the landscape's "
+        n.not_judged.append("the weight norm's place on the L/U landscape: the `landscape` table predates the landscape's "
                             "lowest test loss (`landscape_min_test_loss`); run `grokscope analyze` again")
         return
     keep = np.asarray(t["step"]) >= mem
@@ -284,21 +284,21 @@ def lu_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_decay: f
                  "The weight norm fell, without weight decay," if weight_decay == 0 else "The weight norm fell")
         n.why.append(Claim(f"{mover} into the landscape's good band and the test loss followed: {moved} "
                            f"(Spearman ρ = {rho:.2f} between the two losses over {len(w)} checkpoints; "
-                           f"{band_text}).", "lu", OMNIGROK))
+                           f"{band_text}).", "landscape", OMNIGROK))
     elif gen is not None and not fell and in_at_start and gen <= last:
         n.why.append(Claim(f"The weight norm started inside the landscape's good band, where its best test loss is "
                            f"already {_n(l0)} ({band_text}), and barely moved: {_n(w[0])} → {_n(w[-1])}{scale}. "
-                           f"By Omnigrok's account nothing had to change for the model to generalize.", "lu", OMNIGROK))
+                           f"By Omnigrok's account nothing had to change for the model to generalize.", "landscape", OMNIGROK))
     elif gen is None and not in_at_start and not in_at_end:
         n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {moved} ({band_text}).",
-                           "lu", OMNIGROK))
+                           "landscape", OMNIGROK))
     else:
         n.not_seen.append(Claim(f"The run's test loss did not follow the L/U landscape: {moved}"
-                                + (f" (Spearman ρ = {rho:.2f})." if np.isfinite(rho) else "."), "lu", OMNIGROK))
+                                + (f" (Spearman ρ = {rho:.2f})." if np.isfinite(rho) else "."), "landscape", OMNIGROK))
 
 
-def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_lu: bool) -> None:
-    if "weight_norm" not in t or gen is None or judged_by_lu:
+def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_landscape: bool) -> None:
+    if "weight_norm" not in t or gen is None or judged_by_landscape:
         return
     s, w = _finite(t, "weight_norm")
     if len(w) < 2:
@@ -418,8 +418,10 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
         mem, gen = transition_steps(finite_prefix(training)[0])
     if mem is None:
         return n  # it never fit: there is no generalization to explain
-    if "lu" in tables:
-        lu_claims(tables["lu"], mem, gen, n, weight_decay)  # also says why a run did not generalize
+    if "lu" in tables and "landscape" not in tables:   # an analysis written when the probe was named `lu`
+        tables = {("landscape" if k == "lu" else k): v for k, v in tables.items()}
+    if "landscape" in tables:
+        landscape_claims(tables["landscape"], mem, gen, n, weight_decay)  # also says why a run did not generalize
     if gen is None:
         return n  # nothing generalized: the mechanisms of generalization are not judged
     few = {k for k in MECHANISMS if k in tables and len(tables[k]["step"]) < MIN_CHECKPOINTS}
@@ -433,7 +435,7 @@ def narrative(tables: dict[str, Table], phases: dict[str, Any], training: Table 
         progress_claims(tables["progress"], mem, gen, n, phases)
     weights = tables["weights"] if "weights" in tables else training
     if weights is not None:
-        weight_norm_claims(weights, gen, n, judged_by_lu="lu" in tables)
+        weight_norm_claims(weights, gen, n, judged_by_landscape="landscape" in tables)
     if "ntk_alignment" in tables:
         ntk_claims(tables["ntk_alignment"], mem, gen, n)
     if "parallelogram" in tables:

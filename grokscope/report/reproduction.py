@@ -4,18 +4,15 @@ reproduction directory; never imports the reproductions themselves (`grokscope.r
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 
 from grokscope.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
-from grokscope.report.figures import figure_legend, save_figure
+from grokscope.report.figures import draw_figure, figure_data, save_figure
 from grokscope.report.html import from_markdown
-from grokscope.report.style import ONE_COLUMN, OTHER_COLOURS, RC, SPLIT_COLOURS, TWO_COLUMN, new_figure
-from grokscope.report.sweep import COLORS as PHASE_CELL_COLOURS
+from grokscope.specs import FigureSpec
 from grokscope.tables import write_table
 
 RESULT_COLUMNS = ("quantity", "paper", "ours", "within", "tolerance", "source", "note")
@@ -55,58 +52,10 @@ def copy_to_gallery(out: Path, dest: Path, extra: list[str] = ()) -> None:
 
 
 def draw_reproduction(out: Path) -> list[str]:
-    """figure.{png,pdf,svg} and figure.csv (panel, series, x, y) from figure.json."""
-    figure = read_json(out / "figure.json")
-    fig, table = draw_figure_json(figure)
-    return save_figure(fig, out / "figure", table)
-
-
-def draw_figure_json(figure: dict[str, Any]):
-    """(matplotlib Figure, its data as a table) of a reproduction's figure.json: panels in rows of
-    `columns`, train and test in their fixed colours, one colour per setting across panels, one
-    legend below."""
-    panels = figure["panels"]
-    per_row = figure.get("columns") or len(panels)
-    rows = math.ceil(len(panels) / per_row)
-    fig = new_figure(TWO_COLUMN if per_row > 1 else ONE_COLUMN, 1.9 * rows + 0.5)
-    data: dict[str, list] = {"panel": [], "series": [], "x": [], "y": []}
-    with matplotlib.rc_context(RC):
-        axes = fig.subplots(rows, per_row, squeeze=False).flatten()
-        for ax, panel in zip(axes, panels):
-            others = 0
-            for s in panel["series"]:
-                if s["split"] in SPLIT_COLOURS:
-                    colour = SPLIT_COLOURS[s["split"]]
-                elif s["split"] and s["split"] in PHASE_CELL_COLOURS:   # a phase diagram's cells: the sweep report's colours
-                    colour = PHASE_CELL_COLOURS[s["split"]]
-                else:
-                    colour = OTHER_COLOURS[(s["colour"] if s["colour"] >= 0 else others) % len(OTHER_COLOURS)]
-                    others += 1
-                x, y = np.asarray(s["x"], dtype=float), np.asarray(s["y"], dtype=float)
-                marker = s["style"][0] if s["style"][:1] in ("o", "s", "x") else None
-                line = (s["style"][1:] if marker else s["style"]) or "none"
-                ax.plot(x, y, color=colour, marker=marker, markersize=s.get("size", 3.0), linestyle=line,
-                        label=s["label"])
-                for xv, yv in zip(x, y):
-                    data["panel"].append(panel["title"]), data["series"].append(s["label"])
-                    data["x"].append(float(xv)), data["y"].append(float(yv))
-            for i, (label, xv) in enumerate(panel.get("vlines", ())):   # one line style each: the legend tells them apart
-                ax.axvline(xv, color="#555555", linestyle=(":", "--", "-.")[i % 3], linewidth=0.8, label=label)
-            ax.set_title(panel["title"], loc="left")
-            ax.set_xlabel(panel["xlabel"])
-            ax.set_ylabel(panel["ylabel"])
-            if panel["logx"]:
-                ax.set_xscale("log")
-            if panel["logy"]:
-                ax.set_yscale("log")
-            if panel.get("yticks"):
-                ax.set_yticks([y for y, _ in panel["yticks"]], [label for _, label in panel["yticks"]])
-        for ax in axes[len(panels):]:
-            ax.set_visible(False)
-        figure_legend(fig, axes[:len(panels)])
-    table = {"panel": np.array(data["panel"], dtype=object), "series": np.array(data["series"], dtype=object),
-             "x": np.array(data["x"]), "y": np.array(data["y"])}
-    return fig, table
+    """figure.{png,pdf,svg} and figure.csv (every point drawn) from figure.json (a `FigureSpec`
+    whose panels hold fixed series), drawn like every other figure (`report.figures`)."""
+    spec = FigureSpec.from_dict(read_json(out / "figure.json"))
+    return save_figure(draw_figure(spec, {}), out / "figure", figure_data(spec, {}))
 
 
 def _cell(text: Any) -> str:
@@ -146,4 +95,4 @@ def render(meta: dict[str, Any], checks: list[dict[str, Any]], figure: dict[str,
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["GALLERY_FILES", "RESULT_COLUMNS", "copy_to_gallery", "draw_figure_json", "draw_reproduction", "render", "verdict", "write_reproduction"]
+__all__ = ["GALLERY_FILES", "RESULT_COLUMNS", "copy_to_gallery", "draw_reproduction", "render", "verdict", "write_reproduction"]

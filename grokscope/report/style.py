@@ -19,6 +19,9 @@ SPLIT_COLOURS = {"train": "#0072B2", "test": "#E69F00"}
 OTHER_COLOURS = ["#009E73", "#CC79A7", "#000000", "#56B4E9", "#D55E00", "#999999", "#882255"]
 LINESTYLES = ["-", "--", "-.", ":"]
 PHASE_COLOURS = {"memorization": "#E69F00", "circuit formation": "#56B4E9", "cleanup": "#009E73"}
+# Liu et al.'s four phases of a phase diagram's cells (sweep reports, reproductions); "" an empty cell
+PHASE_CELL_COLOURS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
+                      "confusion": "#9e9e9e", "diverged": "#000000", "": "#ffffff"}
 
 RC = {
     "pdf.fonttype": 42,            # TrueType, not Type 3: journals ask for it

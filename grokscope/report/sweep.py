@@ -13,10 +13,8 @@ import numpy as np
 from grokscope.files import atomic_write_text
 from grokscope.measures.transitions import SWEEP_PHASES as PHASES
 from grokscope.report.html import from_markdown
+from grokscope.report.style import PHASE_CELL_COLOURS as COLORS
 from grokscope.store import Run
-
-COLORS = {"comprehension": "#1b9e77", "grokking": "#d95f02", "memorization": "#7570b3",
-          "confusion": "#9e9e9e", "diverged": "#000000", "": "#ffffff"}
 
 
 def _grid(cell_rows, keys, x_key, y_key):

@@ -5,7 +5,8 @@ A reproduction is data plus two pure functions. Its `parts(scale)` name the runs
 part a preset with a grid (a sweep: skipped when complete, resumed when interrupted, trained
 stacked where it can) and the probes to run over each run's checkpoints. Its `checks(scale,
 data)` turn the runs' metrics and probe tables into `Check`s (paper value, ours, tolerance,
-source), and its `figure(scale, data)` into a `Figure` (panels of named series, as data). The
+source), and its `figure(scale, data)` into a `FigureSpec` (`paper_panel`s of fixed `Series`, as data,
+drawn like every figure). The
 report layer (`report.reproduction`) draws the figure and writes the page from those files:
 
     <out>/<part>/runs/<run>/              the sweep's run directories (and its phase tables)
@@ -30,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from grokscope.errors import UsageError
+from grokscope.specs import FigureSpec, Mark, Panel, Series
 
 SCALES = ("quick", "full")
 
@@ -72,34 +74,23 @@ class Check:
         object.__setattr__(self, "ok", None if self.ok is None else bool(self.ok))
 
 
-@dataclass(frozen=True)
-class Series:
-    label: str
-    x: tuple[float, ...]
-    y: tuple[float, ...]
-    split: str = ""          # "train" / "test", or a phase ("grokking", ...): its fixed colour; "" the next other colour
-    style: str = "-"         # a matplotlib line style, or "o-" / "o" for markers
-    colour: int = -1         # >= 0: the index of an "other" colour (one colour per setting across panels)
-    size: float = 3.0        # marker size ("o" and "s" styles; "s": squares, as a phase diagram's cells)
+VLINE_STYLES = (":", "--", "-.")   # a panel's vertical lines, one style each: the legend tells them apart
 
 
-@dataclass(frozen=True)
-class Panel:
-    title: str
-    series: tuple[Series, ...]
-    xlabel: str = "step"
-    ylabel: str = ""
-    logx: bool = False
-    logy: bool = False
-    vlines: tuple[tuple[str, float], ...] = ()   # (label, x): e.g. the paper's transition step
-    yticks: tuple[tuple[float, str], ...] = ()   # (y, label): rows drawn at their index, labelled by value
+def paper_panel(title: str, series, *, xlabel: str = "step", ylabel: str = "", logx: bool = False,
+                logy: bool = False, vlines=(), yticks=()) -> Panel:
+    """A paper's lettered panel ("(a) ...", titled at the left) whose lines are fixed `Series`
+    taken from the runs. `vlines`: (label, x) pairs, e.g. the paper's transition step; `yticks`:
+    (y, label) pairs, e.g. a phase diagram's rows drawn at their index and labelled by value."""
+    marks = tuple(Mark(float(x), label, style=VLINE_STYLES[i % len(VLINE_STYLES)])
+                  for i, (label, x) in enumerate(vlines))
+    return Panel(title=title, references=tuple(series), xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy,
+                 marks=marks, yticks=tuple(yticks), title_loc="left")
 
 
-@dataclass(frozen=True)
-class Figure:
-    panels: tuple[Panel, ...]
-    caption: str = ""
-    columns: int = 0          # panels per row (0: all in one row)
+def paper_figure(panels, *, caption: str = "", columns: int = 0) -> FigureSpec:
+    """A reproduction's figure: `columns` panels to a row (0: all in one), the caption under it."""
+    return FigureSpec("figure", tuple(panels), height=2.4, columns=columns, caption=caption)
 
 
 @dataclass
@@ -127,7 +118,7 @@ class Reproduction:
     summary: str                                # what the paper shows, one paragraph
     parts: Callable[[str], list[Part]]
     checks: Callable[[str, Data], list[Check]]
-    figure: Callable[[str, Data], Figure]
+    figure: Callable[[str, Data], FigureSpec]
     settings: tuple[tuple[str, str, str], ...] = ()   # (setting, value, paper section)
     notes: Callable[[str, Data], list[str]] = lambda scale, data: []
     # name -> columns: tables written beside the results as <name>.csv (a phase diagram's cells)
@@ -285,8 +276,8 @@ def landscape_runs(part: Part, out: Path, tally: Tally, *, jobs: int, device: st
     return runs
 
 
-def figure_to_json(figure: Figure) -> dict[str, Any]:
-    return dataclasses.asdict(figure)
+def figure_to_json(figure: FigureSpec) -> dict[str, Any]:
+    return figure.to_dict()
 
 
 # ---------------------------------------------------------------- helpers the checks share
@@ -323,5 +314,6 @@ def within_factor(ours: float | None, paper: float, factor: float) -> bool:
     return ours is not None and paper / factor <= ours <= paper * factor
 
 
-__all__ = ["Check", "Data", "Figure", "Panel", "Part", "Reproduction", "RunData", "SCALES", "Series",
-           "default_out", "first_step", "fmt_step", "get", "registry", "reproduce", "thin", "within_factor"]
+__all__ = ["Check", "Data", "Part", "Reproduction", "RunData", "SCALES", "Series",
+           "default_out", "first_step", "fmt_step", "get", "paper_figure", "paper_panel", "registry", "reproduce", "thin",
+           "within_factor"]

@@ -9,15 +9,16 @@ import numpy as np
 from grokscope.reproduce import (
     Check,
     Data,
-    Figure,
-    Panel,
     Part,
     Reproduction,
     Series,
+    paper_figure,
+    paper_panel,
     first_step,
     fmt_step,
     thin,
 )
+from grokscope.specs import FigureSpec
 
 SOURCE = "Exploring Grokking (arXiv 2412.10898), sec. 3 (shared/REFERENCES.md)"
 MODELS = (("transformer", "eg-transformer"), ("mlp", "eg-mlp"), ("lstm", "eg-lstm"))
@@ -127,7 +128,7 @@ def checks(scale: str, data: Data) -> list[Check]:
     return out
 
 
-def figure(scale: str, data: Data) -> Figure:
+def figure(scale: str, data: Data) -> FigureSpec:
     panels = []
     for i, (model, _) in enumerate(MODELS):
         runs = _runs(data, model)
@@ -140,7 +141,7 @@ def figure(scale: str, data: Data) -> Figure:
                 series.append(Series(f"{split}, {name}", *thin(run.metrics["step"], run.metrics[f"{split}_acc"]),
                                      split=split, style=style))
         if series:
-            panels.append(Panel(f"({'abc'[len(panels)]}) {LABELS[model]}, fraction 0.5", tuple(series),
+            panels.append(paper_panel(f"({'abc'[len(panels)]}) {LABELS[model]}, fraction 0.5", tuple(series),
                                 ylabel="accuracy"))
     sweep = []
     for i, (model, _) in enumerate(MODELS):
@@ -150,9 +151,9 @@ def figure(scale: str, data: Data) -> Figure:
             sweep.append(Series(f"{LABELS[model].split(' (')[0]}, AdamW", tuple(fr), tuple(float(runs[f].metrics["test_acc"][-1]) for f in fr),
                                 style="o-", colour=i))
     if sweep:
-        panels.append(Panel(f"({'abcd'[len(panels)]}) final test accuracy by fraction", tuple(sweep),
+        panels.append(paper_panel(f"({'abcd'[len(panels)]}) final test accuracy by fraction", tuple(sweep),
                             xlabel="training fraction", ylabel="test accuracy"))
-    return Figure(tuple(panels), columns=min(2, len(panels)),
+    return paper_figure(tuple(panels), columns=min(2, len(panels)),
                   caption=f"a + b mod 97, full batch, AdamW lr 1e-3, betas (0.9, 0.98), 10-step warm-up, weight decay "
                           f"1 (AdamW) or 0 (Adam), {STEPS[scale]:,} steps"
                           + (f" (a run stops {STOP_AFTER:,} steps after test accuracy reaches 99%)" if scale == "full"

@@ -8,16 +8,17 @@ import numpy as np
 from grokscope.reproduce import (
     Check,
     Data,
-    Figure,
-    Panel,
     Part,
     Reproduction,
     Series,
+    paper_figure,
+    paper_panel,
     first_step,
     fmt_step,
     thin,
     within_factor,
 )
+from grokscope.specs import FigureSpec
 
 SOURCE_83 = "Kumar et al. 2024, App. 8.3 and Fig. 2"
 
@@ -74,7 +75,7 @@ def modadd_checks(scale: str, data: Data) -> list[Check]:
     ]
 
 
-def modadd_figure(scale: str, data: Data) -> Figure:
+def modadd_figure(scale: str, data: Data) -> FigureSpec:
     runs = _by_s(data)
     one = runs[1.0].metrics
     styles = ["-", "--", "-.", ":"]
@@ -93,11 +94,11 @@ def modadd_figure(scale: str, data: Data) -> Figure:
     vs_s = tuple(Series(label, tuple(ss), tuple(np.nan if st[k] is None else float(st[k]) for st in steps),
                         split=split, style="o-")
                  for k, (label, split) in enumerate((("100% train", "train"), ("99% test", "test"))))
-    return Figure((
-        Panel("(a) s = 1", tuple(acc), ylabel="accuracy"),
-        Panel("(b) test accuracy by scale s", tuple(by_s_test), ylabel="test accuracy"),
-        Panel("(c) weight norm by s", tuple(by_s_norm), ylabel="weight norm"),
-        Panel("(d) when each is reached", vs_s, xlabel="output scale s", ylabel="step"),
+    return paper_figure((
+        paper_panel("(a) s = 1", tuple(acc), ylabel="accuracy"),
+        paper_panel("(b) test accuracy by scale s", tuple(by_s_test), ylabel="test accuracy"),
+        paper_panel("(c) weight norm by s", tuple(by_s_norm), ylabel="weight norm"),
+        paper_panel("(d) when each is reached", vs_s, xlabel="output scale s", ylabel="step"),
     ), caption="a+b mod 23, 90% train, one-hot MLP of 100 x² units, no biases, N(0,1) weights, "
                "f = s/(DN) W₂(W₁x)², squared error summed over outputs, full-batch GD lr 100/s², no weight decay.",
         columns=2)
@@ -248,7 +249,7 @@ def _positive(x, y):
     return thin(x[keep], y[keep], log=True)
 
 
-def toy_figure(scale: str, data: Data) -> Figure:
+def toy_figure(scale: str, data: Data) -> FigureSpec:
     run = _toy_runs(data)[1.0]
     m = run.metrics
     loss = [Series(s, *_positive(m["step"], m[f"{s}_loss"]), split=s) for s in ("train", "test")]
@@ -261,26 +262,26 @@ def toy_figure(scale: str, data: Data) -> Figure:
         loss.append(Series("lazy baseline (initial NTK)", (1.0, x_end), (lazy0, lazy0), style="--", colour=2))
     test10 = first_step(m, "test_loss", at_most=0.1 * float(m["test_loss"][0]))
     marks = (("test at 10%", float(test10)),) if test10 else ()
-    panels.append(Panel("(a) alpha = 1: MSE", tuple(loss), ylabel="MSE", logx=True, logy=True))
+    panels.append(paper_panel("(a) alpha = 1: MSE", tuple(loss), ylabel="MSE", logx=True, logy=True))
     if align is not None:
         n_tr, n_te = int(align["n_train_points"][0]), int(align["n_test_points"][0])
-        panels.append(Panel(f"(b) NTK alignment ({n_tr}+{n_te} points)",
+        panels.append(paper_panel(f"(b) NTK alignment ({n_tr}+{n_te} points)",
                             tuple(Series(f"alignment, {s}", *_positive(align["step"], align[f"alignment_{s}"]), split=s,
                                          style="o-") for s in ("train", "test")),
                             ylabel="centered alignment", logx=True, vlines=marks))
     if stats is not None:
         names = (("error_linear", "linear-mode error"), ("error_misalignment", "misalignment"),
                  ("error_variance", "variance"))
-        panels.append(Panel("(c) test loss decomposed", tuple(
+        panels.append(paper_panel("(c) test loss decomposed", tuple(
             Series(label, *_positive(stats["step"], stats[c]), style="o-", colour=3 + i)
             for i, (c, label) in enumerate(names)), ylabel="MSE", logx=True, logy=True))
     runs = _toy_runs(data)
     styles = ["-", "--", "-.", ":"]
-    panels.append(Panel("(d) test loss by alpha", tuple(
+    panels.append(paper_panel("(d) test loss by alpha", tuple(
         Series(f"alpha = {a:g}", *_positive(r.metrics["step"], r.metrics["test_loss"]), style=styles[i % 4],
                colour=(0, 1, 6, 2)[i % 4]) for i, (a, r) in enumerate(sorted(runs.items()))), ylabel="test MSE", logx=True,
         logy=True))
-    return Figure(tuple(panels), caption="y = (β·x)²/2, D = 100, P = 550 train and 1,000 test points, committee "
+    return paper_figure(tuple(panels), caption="y = (β·x)²/2, D = 100, P = 550 train and 1,000 test points, committee "
                   "f = α/N Σ φ(wᵢ·x) − f₀, N = 500, φ(h) = h + εh²/2, ε = 0.02, full-batch GD lr 500/α², no weight "
                   "decay.", columns=2)
 

@@ -15,15 +15,16 @@ from grokscope.measures.transitions import SWEEP_PHASES, phase_of_steps
 from grokscope.reproduce import (
     Check,
     Data,
-    Figure,
-    Panel,
     Part,
     Reproduction,
     Series,
+    paper_figure,
+    paper_panel,
     first_step,
     fmt_step,
     thin,
 )
+from grokscope.specs import FigureSpec, Panel
 
 SOURCE = "Liu et al. 2022, the authors' default run (ejmichaud/grokking-squared; shared/REFERENCES.md)"
 SOURCE_PHASE = "Liu et al. 2022, sec. 4 and its toy phase diagram (shared/REFERENCES.md)"
@@ -293,7 +294,7 @@ def _phase_panel(title: str, grid: dict, off: list | None = None) -> Panel:
     if off:
         series.append(Series("not the published grid's phase", tuple(c[0] for c in off), tuple(c[1] for c in off),
                              style="x", colour=5, size=5.0))
-    return Panel(title, tuple(series), xlabel="decoder learning rate", ylabel="decoder weight decay", logx=True,
+    return paper_panel(title, tuple(series), xlabel="decoder learning rate", ylabel="decoder weight decay", logx=True,
                  yticks=yticks)
 
 
@@ -392,11 +393,11 @@ def _fraction_checks(scale: str, data: Data) -> list[Check]:
     return out
 
 
-def figure(scale: str, data: Data) -> Figure:
+def figure(scale: str, data: Data) -> FigureSpec:
     """The panels of the parts this call trained (`--parts` may leave some out)."""
     panels = (_default_panels(data["default"][0]) if "default" in data else []) + (
         [_fraction_panel(scale, data)] if "fraction" in data else []) + _phase_panels(scale, data)
-    return Figure(tuple(panels), columns=3 if scale == "full" else 2,
+    return paper_figure(tuple(panels), columns=3 if scale == "full" else 2,
                   caption="Toy addition (p = 10, unordered pairs, plain sum): 1-d embeddings, tanh decoder 2x200, MSE "
                           "to random 30-d targets, AdamW (embedding lr 1e-3; decoder lr 1e-4 and no weight decay unless "
                           "the phase diagram varies them), full batch. Phases: Liu et al.'s criteria (90% train and "
@@ -424,9 +425,9 @@ def _default_panels(run) -> list[Panel]:
                              split="test", style="o"),
                       Series("accuracy predicted from RQI", tuple(float(v) for v in table["rqi"]),
                              tuple(float(v) for v in table["predicted_accuracy"]), style="o", colour=1)]
-    panels = [Panel("(a) accuracy and RQI, default run", tuple(acc), ylabel="accuracy / RQI",
+    panels = [paper_panel("(a) accuracy and RQI, default run", tuple(acc), ylabel="accuracy / RQI",
                     vlines=(("paper: test acc 0.9", PAPER_STEPS["test"]),)),
-              Panel("(b) accuracy against RQI over training", tuple(rqi_vs_acc), xlabel="RQI", ylabel="accuracy")]
+              paper_panel("(b) accuracy against RQI over training", tuple(rqi_vs_acc), xlabel="RQI", ylabel="accuracy")]
     return panels
 
 
@@ -434,7 +435,7 @@ def _fraction_panel(scale: str, data: Data) -> Panel:
     theory = _theory()
     fr, learned, gen = _empirical(data)
     n = len(FRACTION_SEEDS[scale])
-    return Panel("(c) critical training fraction", (
+    return paper_panel("(c) critical training fraction", (
         Series("P(representation determined)", tuple(theory.sizes / theory.sizes[-1]), tuple(theory.probability),
                colour=2),
         Series(f"trained: final RQI > 0.95 ({n} splits)", tuple(fr), tuple(learned), style="o-", colour=3),

@@ -9,15 +9,16 @@ from grokscope.measures.transitions import locate_phases
 from grokscope.reproduce import (
     Check,
     Data,
-    Figure,
-    Panel,
     Part,
     Reproduction,
     Series,
+    paper_figure,
+    paper_panel,
     first_step,
     fmt_step,
     thin,
 )
+from grokscope.specs import FigureSpec
 
 SOURCE = "Nanda et al. 2023 (published runs; shared/REFERENCES.md)"
 STEPS = {"quick": 400, "full": 20000}
@@ -112,7 +113,7 @@ def _log_curve(x, y):
     return thin(x[keep], y[keep], log=False)
 
 
-def figure(scale: str, data: Data) -> Figure:
+def figure(scale: str, data: Data) -> FigureSpec:
     run = data["mainline"][0]
     m = run.metrics
     losses = [Series(s, *_log_curve(m["step"], m[f"{s}_loss"]), split=s) for s in ("train", "test")]
@@ -123,21 +124,21 @@ def figure(scale: str, data: Data) -> Figure:
                    for i, (c, label) in enumerate((("restricted_loss", "restricted"), ("excluded_loss", "excluded")))]
         phases = locate_phases(m, restricted=progress)
         vlines = tuple((f"{p['name']} starts", float(p["start"])) for p in phases.get("phases", [])[1:])
-    panels = [Panel("(a) losses", tuple(losses), ylabel="cross-entropy", logy=True, vlines=vlines)]
+    panels = [paper_panel("(a) losses", tuple(losses), ylabel="cross-entropy", logy=True, vlines=vlines)]
     if fourier is not None:
-        panels.append(Panel("(b) Gini in the Fourier basis", tuple(
+        panels.append(paper_panel("(b) Gini in the Fourier basis", tuple(
             Series(label, *thin(fourier["step"], fourier[c]), style="o-", colour=2 + i)
             for i, (c, label) in enumerate((("gini_embed", "W_E"), ("gini_neuron_logit", "W_L")))),
             ylabel="Gini", vlines=vlines))
-    panels.append(Panel("(c) weight norm", (Series("weight norm", *thin(m["step"], m["weight_norm"]), colour=4),),
+    panels.append(paper_panel("(c) weight norm", (Series("weight norm", *thin(m["step"], m["weight_norm"]), colour=4),),
                         ylabel="L2 norm", vlines=vlines))
     half = data.get("fraction")
     if half:
         runs = [("fraction 0.3", m), ("fraction 0.5", half[0].metrics)]
-        panels.append(Panel("(d) test loss by data fraction", tuple(
+        panels.append(paper_panel("(d) test loss by data fraction", tuple(
             Series(label, *_log_curve(mm["step"], mm["test_loss"]), style=("-", "--")[i], colour=5 + i)
             for i, (label, mm) in enumerate(runs)), ylabel="test cross-entropy", logy=True))
-    return Figure(tuple(panels), caption="a+b mod 113, 30% train, one-layer transformer (d_model 128, 4 heads, d_mlp 512, "
+    return paper_figure(tuple(panels), caption="a+b mod 113, 30% train, one-layer transformer (d_model 128, 4 heads, d_mlp 512, "
                   "ReLU, no LayerNorm), AdamW lr 1e-3, wd 1, betas (0.9, 0.98), 10-step warm-up, full batch.",
                   columns=2)
 

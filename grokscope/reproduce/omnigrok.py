@@ -10,15 +10,16 @@ from grokscope.measures.landscape import landscape_summary
 from grokscope.reproduce import (
     Check,
     Data,
-    Figure,
-    Panel,
     Part,
     Reproduction,
     Series,
+    paper_figure,
+    paper_panel,
     first_step,
     fmt_step,
     thin,
 )
+from grokscope.specs import FigureSpec
 
 SOURCE = "Omnigrok (Liu, Michaud, Tegmark 2023), the authors' code and outputs (shared/REFERENCES.md)"
 MNIST_STEPS = {"quick": 2000, "full": 100000}
@@ -99,7 +100,7 @@ def _mnist_checks(full: bool, mn) -> list[Check]:
     return out
 
 
-def figure(scale: str, data: Data) -> Figure:
+def figure(scale: str, data: Data) -> FigureSpec:
     table = _landscape(data)
     lu = tuple(Series(f"best {s} loss", tuple(table["norm"]), tuple(np.maximum(table[f"best_{s}_loss"], 1e-8)),
                       split=s, style="o-") for s in ("train", "test"))
@@ -108,11 +109,11 @@ def figure(scale: str, data: Data) -> Figure:
     norm = (Series("weight norm", *thin(mn["step"], mn["weight_norm"]), colour=2),)
     ma = data["modadd"][0].metrics
     mod = tuple(Series(s, *thin(ma["step"], ma[f"{s}_acc"]), split=s) for s in ("train", "test"))
-    return Figure((
-        Panel("(a) teacher-student: L and U", lu, xlabel="weight norm", ylabel="MSE", logx=True, logy=True),
-        Panel("(b) MNIST, init x8: accuracy", acc, ylabel="accuracy", logx=scale == "full"),
-        Panel("(c) MNIST: weight norm", norm, ylabel="L2 norm", logx=scale == "full"),
-        Panel("(d) a+b mod 113, norm held at 0.8 w0", mod, ylabel="accuracy"),
+    return paper_figure((
+        paper_panel("(a) teacher-student: L and U", lu, xlabel="weight norm", ylabel="MSE", logx=True, logy=True),
+        paper_panel("(b) MNIST, init x8: accuracy", acc, ylabel="accuracy", logx=scale == "full"),
+        paper_panel("(c) MNIST: weight norm", norm, ylabel="L2 norm", logx=scale == "full"),
+        paper_panel("(d) a+b mod 113, norm held at 0.8 w0", mod, ylabel="accuracy"),
     ), caption="(a) best train and test loss of the 5-100-100-5 tanh student at each weight norm held fixed "
                "(Adam lr 3e-4, no weight decay); (b, c) MNIST, 1,000 training images, 784-200-200-10 ReLU, MSE to "
                "one-hot, AdamW lr 1e-3, wd 0.01, batch 200, init x8; (d) Nanda's transformer with the norm held at "

@@ -6,7 +6,7 @@ from helpers import cli, interrupt_stacked_at, run_cli
 
 from grokscope.config import load_preset
 from grokscope.errors import UsageError
-from grokscope.experiments.sweep import expand, parse_grid, sweep
+from grokscope.experiments.sweep import expand, parse_grid, parse_seeds, sweep
 from grokscope.files import read_json
 from grokscope.training import TrainingInterrupted
 
@@ -21,9 +21,17 @@ def test_parse_grid_forms():
     c = parse_grid("task.frac_train=0.3,0.5")
     assert c.scale == "list" and c.values == (0.3, 0.5)
     assert parse_grid("optim.name=adamw,adam").values == ("adamw", "adam")
-    for bad in ("optim.lr", "optim.nope=1,2", "optim.lr=0:1:3:log", "optim.lr=1:2", "optim.lr=1:2:x"):
+    for bad in ("optim.lr", "optim.nope=1,2", "optim.lr=0:1:3:log", "optim.lr=1:2", "optim.lr=1:2:x",
+                "optim.lr=1:2:99999999"):
         with pytest.raises(UsageError):
             parse_grid(bad)
+
+
+def test_a_seed_count_past_any_sweep_is_refused_before_it_fills_memory():
+    assert parse_seeds("3", 5) == [5, 6, 7]
+    for bad in ("0", "9999999999", "x"):
+        with pytest.raises(UsageError, match="--seeds expects a count from 1 to 10,000"):
+            parse_seeds(bad, 0)
 
 
 def test_expand_names_are_deterministic_and_complete():

@@ -23,7 +23,7 @@ CHECKPOINT_PROBES = sorted(name for name, cls in _BUILTINS.items() if cls.scope 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One short run of each model kind the probes read, and a landscape for `lu`."""
+    """One short run of each model kind the probes read, and a landscape for the `landscape` probe."""
     tmp = tmp_path_factory.mktemp("device-runs")
     ts = with_overrides(load_preset("teacher-student"), TEACHER_STUDENT_FAST + ["train.steps=40"])
     landscape(ts, [0.5, 1.0], tmp / "landscape", jobs=1, progress=False)
@@ -36,7 +36,7 @@ def runs(tmp_path_factory):
         "teacher_student": with_overrides(load_preset("teacher-student-grok"), TEACHER_STUDENT_FAST + ["train.steps=40"]),
     }
     out = {name: train(config, tmp / name, progress=False) for name, config in configs.items()}
-    return out, {"lu": {"landscape": str(tmp / "landscape")},
+    return out, {"landscape": {"dir": str(tmp / "landscape")},
                  "llc": {"chains": 1, "draws": 5, "burnin": 0}}
 
 

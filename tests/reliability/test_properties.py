@@ -107,7 +107,7 @@ def test_non_finite_weights_handed_to_every_probe(tmp_path, value, tally):
     for k in state:
         state[k].view(-1)[: max(1, state[k].numel() // 3)] = value
     save_tensors(run.checkpoint_path(20), state, {"step": "20"})
-    probes = [p for p in PROBES if p != "lu"]
+    probes = [p for p in PROBES if p != "landscape"]
     params = {"ntk_spectrum": {"n": 16}, "ntk_alignment": {"n": 16}, "cka": {"n": 32},
               "llc": {"chains": 2, "draws": 20, "burnin": 10}}   # what non-finite weights do, not a good estimate
     tables = analyze(run, probes, out=tmp_path / "a", steps="10:20", params=params, progress=False)

@@ -71,7 +71,7 @@ def every_figure(landscape_dir) -> list[tuple[str, FigureSpec]]:
     from grokscope.measures.landscape import landscape_summary
     from grokscope.tables import read_landscape
 
-    params = {"lu": {"landscape": str(landscape_dir)}}
+    params = {"landscape": {"dir": str(landscape_dir)}}
     out = [("report: training", TRAINING_FIGURE)]
     for name, _origin, _desc in available_probes():
         cls, _ = resolve_probe(name)
@@ -157,7 +157,7 @@ def split_colours(fig) -> dict[str, set[str]]:
 
 def test_the_list_covers_every_builtin_probe(landscape_dir):
     names = {w.split()[-1] for w, _ in every_figure(landscape_dir)}
-    assert {"metrics", "weights", "fourier", "progress", "ntk_spectrum", "ntk_alignment", "kumar_stats", "lu",
+    assert {"metrics", "weights", "fourier", "progress", "ntk_spectrum", "ntk_alignment", "kumar_stats", "landscape",
             "parallelogram", "attention_entropy", "training"} <= names
 
 
@@ -257,8 +257,9 @@ def test_sweep_phase_diagrams_pass_the_layout_checks(value, n_presets):
 
 def test_every_reproduction_figure_passes_the_layout_checks():
     """Each reproduction's figure, drawn from synthetic runs, passes the same checks."""
-    from grokscope.report.reproduction import draw_figure_json
+    from grokscope.report.figures import draw_figure
     from grokscope.reproduce import RunData, figure_to_json, registry
+    from grokscope.specs import FigureSpec
 
     def fake(coords, train_at, test_at):
         step = np.arange(3001)
@@ -275,7 +276,8 @@ def test_every_reproduction_figure_passes_the_layout_checks():
             data = {p.name: [fake({"model.alpha": s, "scale": s, "task.frac_train": 0.5 * s, "optim.lr": 1e-4 * s,
                                    "optim.weight_decay": s - 1}, 900 * s, 1100 * s) for s in (1.0, 2.0)]
                     for p in repro.parts(scale)}
-            fig, _ = draw_figure_json(json.loads(json.dumps(figure_to_json(repro.figure(scale, data)))))
+            spec = FigureSpec.from_dict(json.loads(json.dumps(figure_to_json(repro.figure(scale, data)))))
+            fig = draw_figure(spec, {})
             failures += [f"{name} {scale}: {p}" for p in layout_problems(fig)]
             for split, seen in split_colours(fig).items():
                 if seen - {SPLIT_COLOURS[split].lower()}:

@@ -144,9 +144,9 @@ def lu_table(end_norm: float, follows: bool = True, start_norm: float = 60.0, lo
 
 
 def test_weight_norm_into_the_good_band_with_the_test_loss_following_is_an_omnigrok_claim():
-    n = story({"lu": lu_table(20)}, mem=100, gen=2000)
+    n = story({"landscape": lu_table(20)}, mem=100, gen=2000)
     (claim,) = n.why
-    assert claim.figure == "lu" and "Omnigrok" in claim.source
+    assert claim.figure == "landscape" and "Omnigrok" in claim.source
     assert claim.text.startswith("Weight decay walked the weight norm into the landscape's good band and the test "
                                  "loss followed: from the first checkpoint after memorization (step 190)")
     assert "the landscape's best test loss at that norm 2 → 0.01, and the run's own test loss 2.2 → 0.011" in claim.text
@@ -155,18 +155,18 @@ def test_weight_norm_into_the_good_band_with_the_test_loss_following_is_an_omnig
 def test_weight_norm_falling_without_a_landscape_is_stated_and_the_band_not_judged():
     n = story({"weights": {"step": STEPS, "weight_norm": np.linspace(60, 20, len(STEPS))}}, mem=100, gen=2000)
     assert "weight norm fell from 60 (step 0) to 32.1 by the generalization step" in texts(n.why)
-    assert any("`--probe lu" in x for x in n.not_judged)
+    assert any("`--probe landscape" in x for x in n.not_judged)
     flat = story({"weights": {"step": STEPS, "weight_norm": np.full(len(STEPS), 60.0)}}, mem=100, gen=2000)
     assert flat.why == []
 
 
 def test_a_run_that_stays_outside_the_band_is_explained_by_it():
-    n = story({"lu": lu_table(40)}, mem=100, gen=None)
+    n = story({"landscape": lu_table(40)}, mem=100, gen=None)
     assert "stayed outside the landscape's good band" in texts(n.why)
 
 
 def test_a_run_that_starts_inside_the_band_needs_no_delay():
-    n = story({"lu": lu_table(20.5, start_norm=20)}, mem=500, gen=500)
+    n = story({"landscape": lu_table(20.5, start_norm=20)}, mem=500, gen=500)
     assert "started inside the landscape's good band, where its best test loss is already 0.01" in texts(n.why)
 
 
@@ -174,18 +174,18 @@ def test_omnigrok_claims_rest_on_the_band_and_on_the_weight_decay():
     """Each Omnigrok sentence checks its premise: the band is read against the landscape's lowest
     test loss (a landscape whose lowest loss is far below 0.01 puts 0.01 outside the band), and
     weight decay is credited only where the run had it."""
-    far = story({"lu": lu_table(20, lowest=1e-4)}, mem=100, gen=2000)
+    far = story({"landscape": lu_table(20, lowest=1e-4)}, mem=100, gen=2000)
     assert far.why == [] and "did not follow the L/U landscape" in texts(far.not_seen)
-    inside = story({"lu": lu_table(20.5, start_norm=20, lowest=1e-4)}, mem=500, gen=500)
+    inside = story({"landscape": lu_table(20.5, start_norm=20, lowest=1e-4)}, mem=500, gen=500)
     assert "started inside" not in texts(inside.why)
-    bare = story({"lu": lu_table(20)}, mem=100, gen=2000, weight_decay=0.0)
+    bare = story({"landscape": lu_table(20)}, mem=100, gen=2000, weight_decay=0.0)
     assert texts(bare.why).startswith("The weight norm fell, without weight decay, into the landscape's good band")
-    unknown = story({"lu": lu_table(20)}, mem=100, gen=2000, weight_decay=None)
+    unknown = story({"landscape": lu_table(20)}, mem=100, gen=2000, weight_decay=None)
     assert texts(unknown.why).startswith("The weight norm fell into the landscape's good band")
-    entered = story({"lu": lu_table(40, start_norm=20)}, mem=100, gen=None)   # left the band: not "stayed outside"
+    entered = story({"landscape": lu_table(40, start_norm=20)}, mem=100, gen=None)   # left the band: not "stayed outside"
     assert "stayed outside" not in texts(entered.why)
     old = {k: v for k, v in lu_table(20).items() if k != "landscape_min_test_loss"}
-    assert any("predates" in x for x in story({"lu": old}, mem=100, gen=2000).not_judged)
+    assert any("predates" in x for x in story({"landscape": old}, mem=100, gen=2000).not_judged)
 
 
 def test_a_restricted_loss_that_never_falls_below_1_is_said():
@@ -197,8 +197,13 @@ def test_a_restricted_loss_that_never_falls_below_1_is_said():
 
 
 def test_a_test_loss_that_does_not_follow_the_landscape_is_not_claimed():
-    n = story({"lu": lu_table(20, follows=False)}, mem=100, gen=2000)
+    n = story({"landscape": lu_table(20, follows=False)}, mem=100, gen=2000)
     assert n.why == [] and "did not follow the L/U landscape" in texts(n.not_seen)
+
+
+def test_an_analysis_written_under_the_probes_earlier_name_is_still_read():
+    assert texts(story({"lu": lu_table(20)}, mem=100, gen=2000).why) == \
+        texts(story({"landscape": lu_table(20)}, mem=100, gen=2000).why) != ""
 
 
 def test_ntk_alignment_rising_by_the_transition():

@@ -1,7 +1,7 @@
-"""`lu`: a run's path over Omnigrok's loss-versus-weight-norm landscape (Liu, Michaud & Tegmark 2023).
+"""`landscape` (formerly `lu`): a run's path over Omnigrok's loss-versus-weight-norm landscape (Liu, Michaud & Tegmark 2023).
 
 Needs a landscape for the same task and model, made by `grokscope landscape` and passed as
-`--param lu.landscape=DIR`. For each checkpoint: its weight norm (also as a multiple of w0, the
+`--param landscape.dir=DIR`. For each checkpoint: its weight norm (also as a multiple of w0, the
 norm at default init), its own train and test loss, and the landscape's best train and test loss
 at that norm (interpolated in log-log). A grokking run starts at a large norm (on the flat part of
 the L, off the U) and generalizes when weight decay brings it down into the U's good band.
@@ -22,30 +22,36 @@ from grokscope.tables import landscape_table_path, read_landscape
 
 
 @register_probe
-class LUProbe(Probe):
-    name = "lu"
+class LandscapeProbe(Probe):
+    name = "landscape"
+    aliases = ("lu",)   # the name earlier scripts and notebooks use
     needs = ("parameters",)
-    version = "2"
-    description = "weight norm and losses placed on an Omnigrok landscape (--param lu.landscape=DIR)"
-    defaults = {"landscape": ""}
+    version = "3"
+    description = "weight norm and losses placed on an Omnigrok landscape (--param landscape.dir=DIR)"
+    defaults = {"dir": ""}
+
+    def __init__(self, **params):
+        if "landscape" in params and "dir" not in params:   # `--param lu.landscape=DIR`, the old spelling
+            params["dir"] = params.pop("landscape")
+        super().__init__(**params)
 
     def applies_to(self, run) -> bool | str:
-        if not self.params["landscape"]:
+        if not self.params["dir"]:
             return ("needs a landscape for this task and model: run `grokscope landscape --preset ... --out DIR` "
-                    "and pass --param lu.landscape=DIR")
-        if not landscape_table_path(self.params["landscape"]).exists():
-            return f"{landscape_table_path(self.params['landscape'])} does not exist"
+                    "and pass --param landscape.dir=DIR")
+        if not landscape_table_path(self.params["dir"]).exists():
+            return f"{landscape_table_path(self.params['dir'])} does not exist"
         return True
 
     def landscape(self) -> dict[str, np.ndarray]:
-        return read_landscape(self.params["landscape"])
+        return read_landscape(self.params["dir"])
 
     def run_inputs(self, ctx: ProbeContext) -> str:
         """The landscape's table, by content."""
-        return hashlib.sha256(landscape_table_path(self.params["landscape"]).read_bytes()).hexdigest()
+        return hashlib.sha256(landscape_table_path(self.params["dir"]).read_bytes()).hexdigest()
 
     def measure(self, ctx: ProbeContext) -> dict[str, float]:
-        land = ctx.run_memo(f"lu:{self.params['landscape']}", self.landscape)
+        land = ctx.run_memo(f"landscape:{self.params['dir']}", self.landscape)
         norm = float(torch.sqrt(sum(p.detach().double().pow(2).sum() for p in ctx.model.parameters())))
         w0 = float(np.nanmedian(land["norm"] / land["scale"]))
         out = {"weight_norm": norm, "norm_scale": norm / w0}
@@ -67,12 +73,13 @@ class LUProbe(Probe):
                   ylabel="loss", logx=True, logy=True, title="the run over the L/U landscape", annotate_ends=True,
                   marks=landscape_marks(summary),
                   references=(Series("landscape: best train loss", norm,
-                                     tuple(float(v) for v in land["best_train_loss"]), "o"),
+                                     tuple(float(v) for v in land["best_train_loss"]), style=""),
                               Series("landscape: best test loss", norm,
-                                     tuple(float(v) for v in land["best_test_loss"]), "s"))),
+                                     tuple(float(v) for v in land["best_test_loss"]), style=""))),
             Panel(columns=("weight_norm",), labels=labels, title="weight norm over training", ylabel="weight norm",
                   marks=tuple(Mark(m.value, "", axis="y", style=m.style) for m in landscape_marks(summary)))),
             width="two", height=2.9)]
+
 
 def landscape_marks(summary: dict) -> tuple[Mark, ...]:
     """The L's threshold norm (train fits above it) and the U's test-loss minimum, as lines."""
@@ -80,3 +87,6 @@ def landscape_marks(summary: dict) -> tuple[Mark, ...]:
     if summary.get("threshold_norm"):
         marks.insert(0, Mark(summary["threshold_norm"], "train fits above"))
     return tuple(marks)
+
+
+LUProbe = LandscapeProbe   # the class's name before the probe was renamed
