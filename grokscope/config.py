@@ -104,6 +104,7 @@ class TrainConfig:
     loss_dtype: str = "float64"    # float32 or float64 (Nanda et al. use float64)
     log_every: int = 1             # metrics row every this many steps
     threads: int = 0               # torch threads; 0 leaves torch's default
+    flush_denormals: bool = False  # CPU: denormal floats read as zero (faster late runs without weight decay; not bit-identical)
     stop_after: int = 0            # >0: stop this many steps after the run generalizes (0: run all steps)
     embed_l1: float = 0.0          # adds embed_l1 x mean |embed.W_E| to the training loss (Liu et al.'s S3: 1e-3)
     # Omnigrok (Liu, Michaud, Tegmark 2023): hold the global L2 norm of all parameters fixed

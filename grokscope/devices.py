@@ -29,6 +29,24 @@ def keep_freed_memory() -> bool:
     return bool(mmap_ok and mallopt(M_TRIM_THRESHOLD, 1 << 31))
 
 
+def flush_denormals() -> bool:
+    """Treat denormal floats (below about 1.2e-38 in float32) as zero on the CPU: a late run
+    without weight decay fills its gradients with them, and each costs the CPU a slow path
+    (docs/gotchas.md has the measured step times). The flag belongs to each thread, and torch's
+    worker threads copy the main thread's when they start, so it reaches every thread only when
+    set before torch's first parallel operation. Returns whether every thread now flushes:
+    checked by multiplying a denormal tensor large enough to be split over the threads (False
+    where the CPU has no such mode, or the worker threads started before)."""
+    import torch
+
+    if not torch.set_flush_denormal(True):
+        return False
+    # float32's smallest denormal, written as its bits (converting 1e-40 would itself be flushed);
+    # 2^20 of them are split over every thread, and a thread that flushes reads them as zero
+    probe = torch.ones(1 << 20, dtype=torch.int32).view(torch.float32)
+    return not bool((probe * 1.0).count_nonzero())
+
+
 def resolve_device(name: str | None) -> str:
     import torch
 

@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from helpers import cli
+from helpers import cli, run_cli
 
 from grokscope.devices import resolve_device
 from grokscope.errors import UsageError
+from grokscope.files import read_json
 
 
 def test_auto_and_cpu():
@@ -94,3 +95,34 @@ def test_keep_freed_memory_stops_the_page_faults_of_each_step():
     # three 16 MB tensors a step (12,288 pages): glibc's default often faults most of them in
     # again every step (how often depends on the heap's layout); kept, none after the first steps
     assert per_step["keep"] < 100, per_step
+
+
+FLUSH_SCRIPT = """
+import sys, torch
+from grokscope.devices import flush_denormals
+torch.set_num_threads(2)
+if sys.argv[1] == "late":
+    torch.ones(1 << 22) * 2.0   # a parallel operation first: torch's worker threads start without the flag
+ok = flush_denormals()
+denormal = torch.ones(1 << 22, dtype=torch.int32).view(torch.float32)   # the bits: no conversion to flush
+print(ok, int((denormal * 1.0).count_nonzero()))
+"""
+
+
+def test_flushing_denormals_reaches_every_thread_only_before_they_start(tmp_path):
+    """`train.flush_denormals`: set first, every thread reads a denormal as zero; set after torch's
+    worker threads started, only the calling thread does, and `flush_denormals` says so."""
+    import subprocess
+    import sys
+
+    def outcome(mode):
+        return subprocess.run([sys.executable, "-c", FLUSH_SCRIPT, mode], capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    assert outcome("first") == ["True", "0"]
+    ok, left = outcome("late")
+    assert ok == "False" and 0 < int(left) < 1 << 22
+    r = run_cli("train", "--preset", "quickstart", "--set", "train.steps=3", "--set", "train.flush_denormals=true",
+                "--out", tmp_path / "run", "--quiet")
+    assert r.returncode == 0 and "train.flush_denormals" not in r.stderr, r.stderr   # set before any torch work
+    assert read_json(tmp_path / "run" / "run.json")["config"]["train"]["flush_denormals"] is True

@@ -33,6 +33,7 @@ import torch
 
 from grokscope.config import RunConfig
 from grokscope.console import ProgressLine, format_duration
+from grokscope.devices import flush_denormals
 from grokscope.errors import DiskFullError, GrokscopeError, UsageError
 from grokscope.files import atomic_write_json, directory_bytes, format_bytes
 from grokscope.measures.losses import embed_penalty, loss_and_accuracy
@@ -458,8 +459,7 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
         if status == "diverged":
             raise TrainingDiverged(f"{out} diverged; resuming would diverge again: "
                                    + Run(out).info.get("divergence", "lower optim.lr and train again"))
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
+    process_settings(config, device)
     if fork is not None and not resume:
         fork = (Path(fork[0]), check_fork_step(Path(fork[0]), int(fork[1]), config))
     st = setup_run(config, out, resume=resume, device=device, fork=None if resume else fork)
@@ -478,6 +478,17 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
     finally:
         track.log_rows(st.writer.rows, METRIC_COLUMNS, last=True)
         track.finish()
+
+
+def process_settings(config: RunConfig, device: str) -> None:
+    """What `train.threads` and `train.flush_denormals` set: the whole process's, made before the
+    run is built (torch's worker threads take the denormal flag when they start)."""
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    if config.train.flush_denormals and torch.device(device).type == "cpu" and not flush_denormals():
+        print("train.flush_denormals: some of torch's threads still compute denormal floats (they started "
+              "before it was set, or this CPU has no flush mode); in a script, call "
+              "torch.set_flush_denormal(True) before any torch computation", file=sys.stderr)
 
 
 def check_fork_step(parent: Path, step: int, config: RunConfig) -> int:

@@ -32,7 +32,7 @@ from grokscope.measures.losses import accuracy, embed_penalty, loss_value
 from grokscope.models import build_model, model_kinds
 from grokscope.store import Run, run_status, stored_config
 from grokscope.tasks import build_task, task_targets
-from grokscope.training.loop import run_loop
+from grokscope.training.loop import process_settings, run_loop
 from grokscope.training.optim import base_lr
 from grokscope.training.state import DTYPES, RunState, default_out, setup_run
 
@@ -402,6 +402,7 @@ def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *
                              "weight decays, trained full batch without Grokfast or a fixed norm")
         if device == "cpu":
             keep_freed_memory()  # no page faults re-mapping the step's activations (devices.py)
+        process_settings(pending[0][0], device)
         stepper = StackedStepper([c for c, _ in pending], [o for _, o in pending], device)
         run_loop(stepper, progress=progress, label=f"step ({len(pending)} runs)", adaptive_flush=True,
                  status_file=status_file)
