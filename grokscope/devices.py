@@ -66,4 +66,4 @@ def resolve_device(name: str | None) -> str:
     raise UsageError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
 
 
-__all__ = ["keep_freed_memory", "resolve_device"]
+__all__ = ["flush_denormals", "keep_freed_memory", "resolve_device"]

@@ -54,8 +54,14 @@ def copy_to_gallery(out: Path, dest: Path, extra: list[str] = ()) -> None:
 def draw_reproduction(out: Path) -> list[str]:
     """figure.{png,pdf,svg} and figure.csv (every point drawn) from figure.json (a `FigureSpec`
     whose panels hold fixed series), drawn like every other figure (`report.figures`)."""
-    spec = FigureSpec.from_dict(read_json(out / "figure.json"))
-    return save_figure(draw_figure(spec, {}), out / "figure", figure_data(spec, {}))
+    fig, table = draw_figure_json(read_json(out / "figure.json"))
+    return save_figure(fig, out / "figure", table)
+
+
+def draw_figure_json(figure: dict[str, Any]):
+    """(matplotlib Figure, the table of every point it draws) of a reproduction's figure.json."""
+    spec = FigureSpec.from_dict(figure)
+    return draw_figure(spec, {}), figure_data(spec, {})
 
 
 def _cell(text: Any) -> str:
@@ -95,4 +101,4 @@ def render(meta: dict[str, Any], checks: list[dict[str, Any]], figure: dict[str,
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["GALLERY_FILES", "RESULT_COLUMNS", "copy_to_gallery", "draw_reproduction", "render", "verdict", "write_reproduction"]
+__all__ = ["GALLERY_FILES", "RESULT_COLUMNS", "copy_to_gallery", "draw_figure_json", "draw_reproduction", "render", "verdict", "write_reproduction"]

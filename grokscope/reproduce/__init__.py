@@ -31,7 +31,8 @@ from typing import Any, Callable
 import numpy as np
 
 from grokscope.errors import UsageError
-from grokscope.specs import FigureSpec, Mark, Panel, Series
+from grokscope.specs import FigureSpec, Mark, Series
+from grokscope.specs import Panel as SpecPanel
 
 SCALES = ("quick", "full")
 
@@ -78,19 +79,22 @@ VLINE_STYLES = (":", "--", "-.")   # a panel's vertical lines, one style each: t
 
 
 def paper_panel(title: str, series, *, xlabel: str = "step", ylabel: str = "", logx: bool = False,
-                logy: bool = False, vlines=(), yticks=()) -> Panel:
+                logy: bool = False, vlines=(), yticks=()) -> SpecPanel:
     """A paper's lettered panel ("(a) ...", titled at the left) whose lines are fixed `Series`
     taken from the runs. `vlines`: (label, x) pairs, e.g. the paper's transition step; `yticks`:
     (y, label) pairs, e.g. a phase diagram's rows drawn at their index and labelled by value."""
     marks = tuple(Mark(float(x), label, style=VLINE_STYLES[i % len(VLINE_STYLES)])
                   for i, (label, x) in enumerate(vlines))
-    return Panel(title=title, references=tuple(series), xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy,
+    return SpecPanel(title=title, references=tuple(series), xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy,
                  marks=marks, yticks=tuple(yticks), title_loc="left")
 
 
-def paper_figure(panels, *, caption: str = "", columns: int = 0) -> FigureSpec:
+def paper_figure(panels, caption: str = "", columns: int = 0) -> FigureSpec:
     """A reproduction's figure: `columns` panels to a row (0: all in one), the caption under it."""
     return FigureSpec("figure", tuple(panels), height=2.4, columns=columns, caption=caption)
+
+
+Panel, Figure = paper_panel, paper_figure   # their names before reproductions drew with report.figures
 
 
 @dataclass
@@ -314,6 +318,6 @@ def within_factor(ours: float | None, paper: float, factor: float) -> bool:
     return ours is not None and paper / factor <= ours <= paper * factor
 
 
-__all__ = ["Check", "Data", "Part", "Reproduction", "RunData", "SCALES", "Series",
+__all__ = ["Check", "Data", "Figure", "Panel", "Part", "Reproduction", "RunData", "SCALES", "Series",
            "default_out", "first_step", "fmt_step", "get", "paper_figure", "paper_panel", "registry", "reproduce", "thin",
            "within_factor"]

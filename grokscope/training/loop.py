@@ -33,7 +33,7 @@ import torch
 
 from grokscope.config import RunConfig
 from grokscope.console import ProgressLine, format_duration
-from grokscope.devices import flush_denormals
+from grokscope.devices import flush_denormals, keep_freed_memory
 from grokscope.errors import DiskFullError, GrokscopeError, UsageError
 from grokscope.files import atomic_write_json, directory_bytes, format_bytes
 from grokscope.measures.losses import embed_penalty, loss_and_accuracy
@@ -481,11 +481,16 @@ def train(config: RunConfig, out: str | os.PathLike | None = None, *, resume: bo
 
 
 def process_settings(config: RunConfig, device: str) -> None:
-    """What `train.threads` and `train.flush_denormals` set: the whole process's, made before the
-    run is built (torch's worker threads take the denormal flag when they start)."""
+    """The whole process's settings, made before the run is built: `train.threads`,
+    `train.flush_denormals` (torch's worker threads take the flag when they start) and, on the
+    CPU, freed memory kept in the process (without it a `nanda` step faults its activations' pages
+    in again every step: `devices.keep_freed_memory`, docs/benchmarks.md)."""
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
-    if config.train.flush_denormals and torch.device(device).type == "cpu" and not flush_denormals():
+    cpu = torch.device(device).type == "cpu"
+    if cpu:
+        keep_freed_memory()
+    if config.train.flush_denormals and cpu and not flush_denormals():
         print("train.flush_denormals: some of torch's threads still compute denormal floats (they started "
               "before it was set, or this CPU has no flush mode); in a script, call "
               "torch.set_flush_denormal(True) before any torch computation", file=sys.stderr)

@@ -27,7 +27,6 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from grokscope.config import RunConfig
-from grokscope.devices import keep_freed_memory
 from grokscope.measures.losses import accuracy, embed_penalty, loss_value
 from grokscope.models import build_model, model_kinds
 from grokscope.store import Run, run_status, stored_config
@@ -400,9 +399,7 @@ def train_many(configs: list[RunConfig], outs: list[str | Path] | None = None, *
         if len(keys) != 1 or None in keys:
             raise ValueError("train_many needs runs that differ only in seeds, learning rates and "
                              "weight decays, trained full batch without Grokfast or a fixed norm")
-        if device == "cpu":
-            keep_freed_memory()  # no page faults re-mapping the step's activations (devices.py)
-        process_settings(pending[0][0], device)
+        process_settings(pending[0][0], device)   # on the CPU: no page faults re-mapping the step's activations
         stepper = StackedStepper([c for c, _ in pending], [o for _, o in pending], device)
         run_loop(stepper, progress=progress, label=f"step ({len(pending)} runs)", adaptive_flush=True,
                  status_file=status_file)
