@@ -33,9 +33,9 @@ class Series:
     """A fixed curve: drawn under a table's columns (a landscape the run moves over), or all of a
     panel's data (a reproduction's figure, whose lines come from its runs).
 
-    `style`: a matplotlib line style after an optional marker ("-", "--", "o-", "o", "s" for a
-    phase diagram's square cells); "" draws a reference's look, small dots on a thin line in the
-    palette's colour and line style. `split`: "train" or "test", or a phase ("grokking", ...),
+    `style`: "" (the default) draws a reference's look, small dots on a thin line in the
+    palette's colour and line style; otherwise a matplotlib line style after an optional marker
+    ("-", "--", "o-", "o", "s" for a phase diagram's square cells), in the colour below. `split`: "train" or "test", or a phase ("grokking", ...),
     for its fixed colour; else `colour` >= 0 picks an "other" colour by index (one colour per
     setting across panels), and -1 the panel's next. `size`: the marker size."""
 
@@ -43,7 +43,7 @@ class Series:
     x: tuple[float, ...]
     y: tuple[float, ...]
     split: str = ""
-    style: str = "-"
+    style: str = ""
     colour: int = -1
     size: float = 3.0
 
@@ -165,8 +165,6 @@ def _build(cls: type, data: Any) -> Any:
     """A frozen dataclass from its `asdict` form, nested dataclasses and tuples included."""
     if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
         return data
-    if cls is Series and "style" not in data:
-        data = {**data, "style": ""}   # written before Series had a style: drawn as it was then, a reference
     kwargs = {}
     hints = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():

@@ -73,9 +73,9 @@ class LandscapeProbe(Probe):
                   ylabel="loss", logx=True, logy=True, title="the run over the L/U landscape", annotate_ends=True,
                   marks=landscape_marks(summary),
                   references=(Series("landscape: best train loss", norm,
-                                     tuple(float(v) for v in land["best_train_loss"]), style=""),
+                                     tuple(float(v) for v in land["best_train_loss"])),
                               Series("landscape: best test loss", norm,
-                                     tuple(float(v) for v in land["best_test_loss"]), style=""))),
+                                     tuple(float(v) for v in land["best_test_loss"])))),
             Panel(columns=("weight_norm",), labels=labels, title="weight norm over training", ylabel="weight norm",
                   marks=tuple(Mark(m.value, "", axis="y", style=m.style) for m in landscape_marks(summary)))),
             width="two", height=2.9)]

@@ -82,7 +82,7 @@ def modadd_figure(scale: str, data: Data) -> FigureSpec:
     acc = []
     for split in ("train", "test"):
         x, y = thin(one["step"], one[f"{split}_acc"])
-        acc.append(Series(split, x, y, split=split))
+        acc.append(Series(split, x, y, split=split, style="-"))
     by_s_test, by_s_norm = [], []
     for i, (s, r) in enumerate(sorted(runs.items())):
         x, y = thin(r.metrics["step"], r.metrics["test_acc"])
@@ -252,7 +252,7 @@ def _positive(x, y):
 def toy_figure(scale: str, data: Data) -> FigureSpec:
     run = _toy_runs(data)[1.0]
     m = run.metrics
-    loss = [Series(s, *_positive(m["step"], m[f"{s}_loss"]), split=s) for s in ("train", "test")]
+    loss = [Series(s, *_positive(m["step"], m[f"{s}_loss"]), split=s, style="-") for s in ("train", "test")]
     align = run.tables.get("ntk_alignment")
     stats = run.tables.get("kumar_stats")
     x_end = float(m["step"][-1])

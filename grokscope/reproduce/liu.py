@@ -415,7 +415,7 @@ def figure(scale: str, data: Data) -> FigureSpec:
 def _default_panels(run) -> list[Panel]:
     m = run.metrics
     table = run.tables.get("parallelogram")
-    acc = [Series(f"{s} accuracy", *thin(m["step"], m[f"{s}_acc"]), split=s) for s in ("train", "test")]
+    acc = [Series(f"{s} accuracy", *thin(m["step"], m[f"{s}_acc"]), split=s, style="-") for s in ("train", "test")]
     rqi_vs_acc = []
     if table is not None:
         acc.append(Series("RQI", *thin(table["step"], table["rqi"]), style="o-", colour=0))
@@ -437,7 +437,7 @@ def _fraction_panel(scale: str, data: Data) -> Panel:
     n = len(FRACTION_SEEDS[scale])
     return paper_panel("(c) critical training fraction", (
         Series("P(representation determined)", tuple(theory.sizes / theory.sizes[-1]), tuple(theory.probability),
-               colour=2),
+               colour=2, style="-"),
         Series(f"trained: final RQI > 0.95 ({n} splits)", tuple(fr), tuple(learned), style="o-", colour=3),
         Series(f"trained: 90% held-out accuracy ({n} splits)", tuple(fr), tuple(gen), style="o--", colour=4)),
         xlabel="training fraction", ylabel="probability",

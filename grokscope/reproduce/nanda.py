@@ -116,7 +116,7 @@ def _log_curve(x, y):
 def figure(scale: str, data: Data) -> FigureSpec:
     run = data["mainline"][0]
     m = run.metrics
-    losses = [Series(s, *_log_curve(m["step"], m[f"{s}_loss"]), split=s) for s in ("train", "test")]
+    losses = [Series(s, *_log_curve(m["step"], m[f"{s}_loss"]), split=s, style="-") for s in ("train", "test")]
     progress, fourier = run.tables.get("progress"), run.tables.get("fourier")
     vlines = ()
     if progress is not None:
@@ -130,7 +130,7 @@ def figure(scale: str, data: Data) -> FigureSpec:
             Series(label, *thin(fourier["step"], fourier[c]), style="o-", colour=2 + i)
             for i, (c, label) in enumerate((("gini_embed", "W_E"), ("gini_neuron_logit", "W_L")))),
             ylabel="Gini", vlines=vlines))
-    panels.append(paper_panel("(c) weight norm", (Series("weight norm", *thin(m["step"], m["weight_norm"]), colour=4),),
+    panels.append(paper_panel("(c) weight norm", (Series("weight norm", *thin(m["step"], m["weight_norm"]), colour=4, style="-"),),
                         ylabel="L2 norm", vlines=vlines))
     half = data.get("fraction")
     if half:

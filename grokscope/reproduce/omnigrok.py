@@ -105,10 +105,10 @@ def figure(scale: str, data: Data) -> FigureSpec:
     lu = tuple(Series(f"best {s} loss", tuple(table["norm"]), tuple(np.maximum(table[f"best_{s}_loss"], 1e-8)),
                       split=s, style="o-") for s in ("train", "test"))
     mn = data["mnist"][0].metrics
-    acc = tuple(Series(s, *thin(mn["step"], mn[f"{s}_acc"]), split=s) for s in ("train", "test"))
-    norm = (Series("weight norm", *thin(mn["step"], mn["weight_norm"]), colour=2),)
+    acc = tuple(Series(s, *thin(mn["step"], mn[f"{s}_acc"]), split=s, style="-") for s in ("train", "test"))
+    norm = (Series("weight norm", *thin(mn["step"], mn["weight_norm"]), colour=2, style="-"),)
     ma = data["modadd"][0].metrics
-    mod = tuple(Series(s, *thin(ma["step"], ma[f"{s}_acc"]), split=s) for s in ("train", "test"))
+    mod = tuple(Series(s, *thin(ma["step"], ma[f"{s}_acc"]), split=s, style="-") for s in ("train", "test"))
     return paper_figure((
         paper_panel("(a) teacher-student: L and U", lu, xlabel="weight norm", ylabel="MSE", logx=True, logy=True),
         paper_panel("(b) MNIST, init x8: accuracy", acc, ylabel="accuracy", logx=scale == "full"),
