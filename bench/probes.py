@@ -5,8 +5,11 @@
 2. Default probes over the checkpoints of a short `nanda` run: seconds per checkpoint with
    --jobs 1 and --jobs 2, and the wall time of a re-run with nothing new (goal: under 2 s),
    measured as the user runs it (`grokscope analyze` in a fresh process).
+3. The kernel probes (`ntk_spectrum`, `ntk_alignment`, `cka`) at their defaults on one checkpoint
+   of a short `quickstart` run (p = 59): seconds per checkpoint, best of three.
 
     python bench/probes.py [--fixture ../shared/fixtures/nanda_p113_wd0.1_seed1_final.pth]
+                           [--steps 300] [--count 24] [--skip-kernels]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main():
     ap.add_argument("--fixture", default=str(ROOT.parent / "shared" / "fixtures" / "nanda_p113_wd0.1_seed1_final.pth"))
     ap.add_argument("--steps", type=int, default=300, help="length of the nanda run for part 2")
     ap.add_argument("--count", type=int, default=24, help="checkpoints analyzed in part 2")
+    ap.add_argument("--skip-kernels", action="store_true", help="leave out part 3")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -66,6 +70,21 @@ def main():
         subprocess.run(cmd, check=True, capture_output=True)
         print(f"re-run with nothing new (`grokscope analyze`, fresh process): {time.perf_counter() - t0:.2f} s "
               "(goal < 2 s)")
+        if not args.skip_kernels:
+            kernel_probes(tmp)
+
+
+def kernel_probes(tmp: Path) -> None:
+    run = train(with_overrides(load_preset("quickstart"), ["train.steps=300"]), tmp / "quickstart", progress=False)
+    for name in ("ntk_spectrum", "ntk_alignment", "cka"):
+        probe = resolve_probe(name)[0]()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            res = measure_checkpoint(run, run.steps[-1], [probe], run_memo={})
+            times.append(time.perf_counter() - t0)
+        assert res[name]["status"] == "ok", res
+        print(f"{name} at its defaults, one quickstart checkpoint (p = 59): {min(times):.2f} s")
 
 
 if __name__ == "__main__":
