@@ -75,7 +75,8 @@ def main():
 
 
 def kernel_probes(tmp: Path) -> None:
-    run = train(with_overrides(load_preset("quickstart"), ["train.steps=300"]), tmp / "quickstart", progress=False)
+    config = with_overrides(load_preset("quickstart"), ["train.steps=300"])
+    run = train(config, tmp / "quickstart", progress=False)
     for name in ("ntk_spectrum", "ntk_alignment", "cka"):
         probe = resolve_probe(name)[0]()
         times = []

@@ -74,7 +74,7 @@ def uncovered(page: Path, root: Path = ROOT) -> list[str]:
     """The sections of `page` with measured numbers and no command that produces them."""
     text = page.read_text()
     head = sections(text)[0][1] + (sections(text)[1][1] if len(sections(text)) > 1 else "")
-    if re.search(r"^Command: `grokscope ", head, re.M):  # a generated gallery page: one command made all of it
+    if re.search(r"^Command: `grokscope ", head, re.M):  # a generated gallery page: one command made it all
         return []
     problems = []
     for title, body in sections(text):
@@ -111,7 +111,8 @@ def _broken_grokscope(words: list[str], reproductions, presets) -> str | None:
         if flag.startswith("--") and flag not in sub._option_string_actions:
             return f"`grokscope {words[1]}` takes no {flag}"
         value = words[at + 1] if at + 1 < len(words) else ""
-        if flag == "--preset" and value and not value.isupper() and not Path(value).suffix and value not in presets:
+        named = flag == "--preset" and value and not value.isupper() and not Path(value).suffix
+        if named and value not in presets:
             return f"no preset {value!r}"
     if words[1] == "reproduce" and len(words) > 2 and not words[2].startswith("-") \
             and not _placeholder(words[2]) and not words[2].isupper() and words[2] not in reproductions:
@@ -134,7 +135,7 @@ def broken_command(cmd: str, root: Path = ROOT) -> str | None:
         if why:
             return f"`{cmd}`: {why}"
     for word_at, word in enumerate(words):
-        if SCRIPT.fullmatch(word) or re.fullmatch(r"(?:\.\./shared/)?(?:bench|scripts)/[\w.-]+\.(?:py|sh)", word):
+        if re.fullmatch(r"(?:\.\./shared/)?(?:bench|scripts)/[\w.-]+\.(?:py|sh)", word):
             path = (root / word).resolve()
             if not path.is_file():
                 return f"`{cmd}`: no file {word}"
