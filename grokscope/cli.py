@@ -242,7 +242,8 @@ def cmd_reproduce(args) -> int:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     only = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None
     out = reproduce(args.name, args.scale, out=args.out, jobs=args.jobs, device=resolve_device(args.device),
-                    progress=not args.quiet, gallery=args.gallery, data_dir=args.data_dir, only=only)
+                    progress=not args.quiet, gallery=args.gallery, data_dir=args.data_dir, only=only,
+                    overrides=args.set)
     print(out / "report.md")
     return 0
 
@@ -623,6 +624,8 @@ def _reproduce_args(p) -> None:
                    "(docs/reproductions is the docs' gallery)")
     p.add_argument("--parts", help="only these parts, comma-separated (a long reproduction in pieces; the page "
                    "leaves the others' checks out)")
+    _set(p, "a config value for every run (e.g. train.flush_denormals=true), after each part's own; repeatable. "
+            "The default --out then names it, and the page's command line says it")
     _quiet(p)
 
 

@@ -147,22 +147,30 @@ def get(name: str) -> Reproduction:
     return known[name]
 
 
-def default_out(name: str, scale: str) -> Path:
-    return Path("reproductions") / name / scale
+def default_out(name: str, scale: str, overrides: tuple[str, ...] = ()) -> Path:
+    """reproductions/<name>/<scale>, with the overrides in the folder's name when there are any
+    (a run changed by --set is another run, never reused for the paper's own)."""
+    suffix = "".join(f"_{item.partition('=')[0].split('.')[-1]}{item.partition('=')[2]}" for item in overrides)
+    return Path("reproductions") / name / "".join(c if c.isalnum() or c in "-_.=" else "-" for c in scale + suffix)
 
 
 def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None = None, jobs: int = 2,
               device: str = "cpu", progress: bool = True, gallery: str | os.PathLike | None = None,
-              data_dir: str | os.PathLike | None = None, only: list[str] | None = None) -> Path:
+              data_dir: str | os.PathLike | None = None, only: list[str] | None = None,
+              overrides: tuple[str, ...] | list[str] = ()) -> Path:
     """Train what the reproduction needs (reusing finished runs, resuming interrupted ones), run
     its probes, compute its checks and write its figure and page. Returns the output directory.
     `gallery` also copies the figure, the results and the page to `<gallery>/<name>/` (what
     docs/reproductions.md shows). `only`: train and judge these parts alone (a long reproduction
-    in pieces); the checks of the others are left out, and the page says so."""
+    in pieces); the checks of the others are left out, and the page says so. `overrides`
+    (`section.key=value`, as `train --set`): applied to every run, after each part's own; the
+    page's command line names them (for example `train.flush_denormals=true`, to see whether a
+    setting moves any of the paper's numbers)."""
     if scale not in SCALES:
         raise UsageError(f"unknown --scale {scale!r}; choose quick or full")
     repro = get(name)
-    out = Path(out) if out is not None else default_out(name, scale)
+    overrides = tuple(overrides)
+    out = Path(out) if out is not None else default_out(name, scale, overrides)
     t0 = time.perf_counter()
     tally = Tally()
     parts = repro.parts(scale)
@@ -175,9 +183,13 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
     if any(p.needs_data for p in parts) and not data_dir:
         raise UsageError(f"{name} needs MNIST: pass --data-dir DIR (the official IDX files; grokscope downloads "
                          "nothing, see docs/omnigrok.md)")
+    from grokscope.config import load_preset, with_overrides
+
+    for part in parts:  # a wrong key or value: one line now, not after the first part has trained
+        with_overrides(load_preset(part.preset), [*part.overrides, *overrides])
     data = {part.name: train_and_measure(part, out / part.name, tally, jobs=jobs, device=device, progress=progress,
-                                         overrides=(f"task.data_dir={Path(data_dir).resolve()}",)
-                                         if part.needs_data else ())
+                                         overrides=((f"task.data_dir={Path(data_dir).resolve()}",)
+                                                    if part.needs_data else ()) + overrides)
             for part in parts}
     checks = repro.checks(scale, data)
     figure = repro.figure(scale, data)
@@ -185,7 +197,8 @@ def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None 
 
     meta = {"name": repro.name, "title": repro.title, "paper": repro.paper, "summary": repro.summary,
             "scale": scale, "command": f"grokscope reproduce {repro.name} --scale {scale}"
-                                       + (f" --parts {','.join(only)}" if only is not None else ""),
+                                       + (f" --parts {','.join(only)}" if only is not None else "")
+                                       + "".join(f" --set {item}" for item in overrides),
             "settings": [list(s) for s in repro.settings], "notes": repro.notes(scale, data),
             "parts": [dataclasses.asdict(p) for p in parts],
             "seconds": round(time.perf_counter() - t0, 1), "runs_reused": len(tally.reused), "runs": tally.runs,

@@ -3,6 +3,7 @@ model, loss and checks it stands on, each against an independent computation."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +75,10 @@ def test_reproduce_lists_and_rejects_bad_input(tmp_path):
     assert r.returncode == 0 and "kumar-modadd" in r.stdout
     for args, words in ((("reproduce", "nope"), "unknown reproduction 'nope'"),
                         (("reproduce", "kumar-modadd", "--scale", "huge"), "unknown --scale 'huge'"),
-                        (("reproduce", "kumar-modadd", "--jobs", "0"), "--jobs must be at least 1")):
+                        (("reproduce", "kumar-modadd", "--jobs", "0"), "--jobs must be at least 1"),
+                        (("reproduce", "kumar-modadd", "--set", "train.nope=1"), "unknown config key 'train.nope'"),
+                        (("reproduce", "kumar-modadd", "--set", "train.flush_denormals=maybe"),
+                         "train.flush_denormals must be true or false")):
         r = cli(*args, "--out", tmp_path / "x")
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
@@ -102,6 +106,27 @@ def test_quick_scale_reproduces_the_papers_shape_and_reuses_its_runs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.stat().st_mtime_ns for p in (out / "s-sweep" / "runs").rglob("*.safetensors")) == checkpoints
     assert mtime == (out / "s-sweep" / "runs").stat().st_mtime_ns
+
+
+def test_a_setting_applies_to_every_run_and_the_page_names_it(tmp_path, monkeypatch):
+    """`reproduce --set`: every run gets the value, the default folder and the page's command line
+    name it, and the paper's own runs (in their own folder) are never reused for it."""
+    from grokscope.reproduce import default_out, reproduce
+    from grokscope.store import load_run
+
+    assert default_out("kumar-modadd", "quick") == Path("reproductions/kumar-modadd/quick")
+    settings = ("train.flush_denormals=true", "train.steps=50")   # 50 steps: the plumbing, not the paper
+    flushed = default_out("kumar-modadd", "quick", settings)
+    assert flushed == Path("reproductions/kumar-modadd/quick_flush_denormalstrue_steps50")
+    monkeypatch.chdir(tmp_path)
+    out = reproduce("kumar-modadd", "quick", jobs=1, progress=False, overrides=settings)
+    assert out == flushed
+    runs = [load_run(r) for r in sorted((out / "s-sweep" / "runs").iterdir())]
+    assert runs and all(r.config.train.flush_denormals and r.steps[-1] == 50 for r in runs)
+    command = json.loads((out / "results.json").read_text())["meta"]["command"]
+    assert command == ("grokscope reproduce kumar-modadd --scale quick --set train.flush_denormals=true "
+                       "--set train.steps=50")
+    assert command in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
