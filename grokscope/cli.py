@@ -655,7 +655,7 @@ def _analyze_args(p) -> None:
 
 def _explain_args(p) -> None:
     p.add_argument("run", type=Path)
-    p.add_argument("--only", help="mechanisms, comma-separated (weight_decay, norm_held)")
+    p.add_argument("--only", help="mechanisms, comma-separated (weight_decay, norm_held, norm_at_end, circuit)")
     p.add_argument("--budget", type=float, default=3.0,
                    help="an intervention trains this many times the control's delay (default 3)")
     p.add_argument("--out", type=Path, help="default analyses/<run>/explain")

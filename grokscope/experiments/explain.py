@@ -12,6 +12,10 @@ branch restarts the optimizer and is never compared with RUN itself):
                                                     control, measured, verdict, figure
     analyses/<run>/explain/<mechanism>.{png,pdf,svg,csv}  the branch's test accuracy over the control's
 
+One mechanism needs no branch: Nanda et al.'s circuit, tested by the key-frequency ablations the
+`progress` probe computes on the final checkpoint (keep only the key frequencies of a + b in the
+logits, or remove them).
+
 The verdict rule (docs/explain.md): with the control's delay D_c (its generalization step minus
 the fork step) and the branch's D_i, a mechanism predicting a *slower* generalization is
 supported when the branch does not generalize within the budget or D_i >= 2 D_c, contradicted when
@@ -118,6 +122,50 @@ MECHANISMS = (
 )
 
 
+CIRCUIT_NAT = 1.0   # the restricted loss below this, the excluded loss at least this above the train loss
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A mechanism tested on the run's own final checkpoint, without training: Nanda et al.'s
+    key-frequency ablations (restricted and excluded loss, the `progress` probe's)."""
+
+    name: str = "circuit"
+    source: str = "Nanda et al. 2023"
+    intervention: str = ("the final checkpoint's logits with only the key frequencies of a + b kept (restricted "
+                         "loss, all pairs), and with them removed (excluded loss, training pairs)")
+    prediction: str = (f"keeping only the key frequencies leaves the loss below {CIRCUIT_NAT:g} nat, removing them "
+                       f"raises the train loss by at least {CIRCUIT_NAT:g} nat: the generalizing circuit carries "
+                       "the answer")
+
+
+ABLATIONS = (Ablation(),)
+
+
+def circuit_verdict(restricted: float, excluded: float, train_loss: float) -> str:
+    """Supported when both ablations go as the circuit predicts, contradicted when neither does."""
+    kept, needed = restricted < CIRCUIT_NAT, excluded - train_loss >= CIRCUIT_NAT
+    return "supported" if kept and needed else "contradicted" if not (kept or needed) else "inconclusive"
+
+
+def _circuit_row(run: Run, out: Path, m: Ablation) -> dict[str, str]:
+    from grokscope.analysis import analyze
+    from grokscope.probes.base import resolve_probe
+
+    applies = resolve_probe("progress")[0]().applies_to(run)
+    if applies is not True:
+        return _row(m, "-", "-", f"not applicable: {applies}", "")
+    last = run.steps[-1]
+    tables = analyze(run, ["progress"], out=out / "circuit", steps=[last], progress=False, report=False)
+    t = {k: v[-1] for k, v in tables["progress"].items()}
+    restricted, excluded, train_loss = (float(t[c]) for c in ("restricted_loss", "excluded_loss", "train_loss"))
+    control = (f"the final checkpoint (step {format_step(last)}) unablated: train loss {train_loss:.3g}, "
+               f"test loss {float(t['test_loss']):.3g}")
+    measured = (f"key frequencies {str(t['key_frequencies']).replace(' ', ', ')}: restricted loss {restricted:.3g}, "
+                f"excluded loss {excluded:.3g}")
+    return _row(m, control, measured, circuit_verdict(restricted, excluded, train_loss), "")
+
+
 def verdict(expect: str, control_delay: int | None, delay: int | None) -> str:
     """The rule in the module docstring; `delay` None: the branch did not generalize in its budget."""
     if control_delay is None:
@@ -148,17 +196,21 @@ def explain(run: Run | str | os.PathLike, *, out: str | os.PathLike | None = Non
 
     run = run if isinstance(run, Run) else load_run(run)
     out = Path(out) if out is not None else default_out(run) / "explain"
-    names = [m.name for m in MECHANISMS]
+    names = [m.name for m in MECHANISMS] + [a.name for a in ABLATIONS]
     for name in only or ():
         if name not in names:
             raise UsageError(f"unknown mechanism {name!r} in --only; choose from {', '.join(names)}")
     if budget < 1:
         raise UsageError(f"--budget must be at least 1 (a multiple of the control's delay), got {budget:g}")
     chosen = [m for m in MECHANISMS if only is None or m.name in only]
+    ablations = [a for a in ABLATIONS if only is None or a.name in only]
     memorized, generalized = transition_steps(run.metrics)
     nothing = _nothing_to_explain(memorized, generalized)
     if nothing:
-        return _write(out, [_row(m, "-", "-", f"nothing to explain: {nothing}", "") for m in chosen])
+        return _write(out, [_row(m, "-", "-", f"nothing to explain: {nothing}", "") for m in (*chosen, *ablations)])
+    rows = [_circuit_row(run, out, a) for a in ablations]
+    if not chosen:
+        return _write(out, rows)
     fork = max([s for s in run.steps if s <= memorized] or [run.steps[0]])
     steps = run.config.train.steps
     control = branch(run.path, fork, out / "branches" / "control",
@@ -167,7 +219,6 @@ def explain(run: Run | str | os.PathLike, *, out: str | os.PathLike | None = Non
     horizon = fork + int(math.ceil(budget * (control_delay if control_delay is not None else steps - fork)))
     control_text = (f"forked at step {format_step(fork)}; test accuracy 99% {format_step(control_delay)} steps later"
                     if control_delay is not None else f"forked at step {format_step(fork)}; did not generalize")
-    rows = []
     for m in chosen:
         reason = m.why_not(run) or m.premise(control, fork)
         if reason is not None:
@@ -183,7 +234,8 @@ def explain(run: Run | str | os.PathLike, *, out: str | os.PathLike | None = Non
                     if delay is None else f"test accuracy 99% {format_step(delay)} steps after the fork")
         figure = _figure(out, m.name, control, b)
         rows.append(_row(m, control_text, measured, verdict(m.expect, control_delay, delay), figure))
-    return _write(out, rows)
+    order = names.index
+    return _write(out, sorted(rows, key=lambda r: order(r["mechanism"])))
 
 
 def _nothing_to_explain(memorized: int | None, generalized: int | None) -> str | None:
@@ -197,7 +249,7 @@ def _nothing_to_explain(memorized: int | None, generalized: int | None) -> str |
     return None
 
 
-def _row(m: Mechanism, control: str, measured: str, verdict_text: str, figure: str) -> dict[str, str]:
+def _row(m: Mechanism | Ablation, control: str, measured: str, verdict_text: str, figure: str) -> dict[str, str]:
     return {"mechanism": m.name, "source": m.source, "intervention": m.intervention, "prediction": m.prediction,
             "control": control, "measured": measured, "verdict": verdict_text, "figure": figure}
 
