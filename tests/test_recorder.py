@@ -91,6 +91,7 @@ def test_without_test_metrics_finish_measures_them_from_the_checkpoints(tmp_path
         model(run.task.test_inputs).detach().double(), run.task.test_labels)), rel=1e-6)
 
 
+@pytest.mark.slow   # fresh processes and a SIGKILL (about 30 s on 2 cores): run by .ci/run
 def test_a_crashed_script_leaves_an_analyzable_run(tmp_path):
     """An exception mid-loop (the `with` form) and a SIGKILL: both leave checkpoints and metrics
     up to the last checkpoint that `analyze` reads."""

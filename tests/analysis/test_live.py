@@ -158,6 +158,7 @@ def test_a_full_disk_in_the_analysis_leaves_the_run_whole(tiny_run, tmp_path, mo
     assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow   # a whole `train --analyze` and `analyze` in fresh processes (about 25 s): run by .ci/run
 def test_train_analyze_from_the_command_line(tmp_path):
     """A real `grokscope train --analyze` (the watcher in its own process), then `analyze` of the
     same probes: nothing to compute, the same tables."""
