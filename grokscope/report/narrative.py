@@ -293,8 +293,17 @@ def landscape_claims(t: Table, mem: int, gen: int | None, n: Narrative, weight_d
         n.why.append(Claim(f"The weight norm stayed outside the landscape's good band: {moved} ({band_text}).",
                            "landscape", OMNIGROK))
     else:
-        n.not_seen.append(Claim(f"The run's test loss did not follow the L/U landscape: {moved}"
-                                + (f" (Spearman ρ = {rho:.2f})." if np.isfinite(rho) else "."), "landscape", OMNIGROK))
+        followed = bool(np.isfinite(rho) and rho >= RQI_RHO)
+        unmet = [text for ok, text in (
+            (fell, f"the weight norm fell by less than {NORM_FALL:.0%}"),
+            (land_fell and own_fell, f"the two test losses did not both fall {LANDSCAPE_GAIN:g}x"),
+            (not in_at_start, "the norm started inside the good band"),
+            (in_at_end, "the norm had not entered the good band by the last checkpoint"),
+            (followed, f"the two losses are not rank-correlated (Spearman ρ below {RQI_RHO:g})")) if not ok]
+        lead = "Omnigrok's account held only in part" if followed else "The run's test loss did not follow the L/U landscape"
+        n.not_seen.append(Claim(f"{lead} ({'; '.join(unmet)}): {moved}"
+                                + (f" (Spearman ρ = {rho:.2f}; {band_text})." if np.isfinite(rho) else f" ({band_text})."),
+                                "landscape", OMNIGROK))
 
 
 def weight_norm_claims(t: Table, gen: int | None, n: Narrative, judged_by_landscape: bool) -> None:

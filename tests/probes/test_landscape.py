@@ -14,12 +14,12 @@ from grokscope.training import train
 
 def test_landscape_probe_places_a_run_on_the_landscape(tmp_path):
     config = with_overrides(load_preset("teacher-student"), TEACHER_STUDENT_FAST)
-    landscape(config, [0.5, 1.0, 2.0], tmp_path / "ls", jobs=1, progress=False)
+    landscape(config, [0.5, 1.0, 4.0], tmp_path / "ls", jobs=1, progress=False)
     run = train(with_overrides(load_preset("teacher-student-grok"), TEACHER_STUDENT_FAST), tmp_path / "run", progress=False)
     tables = analyze(run, ["landscape"], out=tmp_path / "a", every=100, params={"landscape": {"dir": str(tmp_path / "ls")}},
                      progress=False)
     lu = tables["landscape"]
-    assert lu["norm_scale"][0] == pytest.approx(2.0, rel=1e-5)  # init x2
+    assert lu["norm_scale"][0] == pytest.approx(4.0, rel=1e-5)  # init x4
     land = read_table(tmp_path / "ls" / "landscape.csv")
     assert lu["landscape_test_loss"][0] == pytest.approx(land["best_test_loss"][2], rel=1e-4)
     assert (tmp_path / "a" / "figures" / "landscape.png").exists()
