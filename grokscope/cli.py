@@ -15,16 +15,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _overrides_name(preset: str, overrides: list[str]) -> str:
-    """Deterministic run name: the preset, then each override as _key<value>."""
-    parts = [preset]
-    for item in overrides:
-        key, _, value = item.partition("=")
-        parts.append(f"{key.strip().split('.')[-1]}{value.strip()}")
-    name = "_".join(parts)
-    return "".join(c if c.isalnum() or c in "-_.=" else "-" for c in name)
-
-
 def cmd_presets(args) -> int:
     from grokscope.config import load_preset, preset_names
 
@@ -36,7 +26,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from grokscope.config import load_preset, with_overrides
+    from grokscope.config import load_preset, overrides_name, with_overrides
     from grokscope.training import train
 
     live = _live_args(args)
@@ -55,7 +45,7 @@ def cmd_train(args) -> int:
         if args.set:
             import dataclasses
 
-            config = dataclasses.replace(config, name=_overrides_name(args.preset, args.set))
+            config = dataclasses.replace(config, name=overrides_name(args.preset, args.set))
         from grokscope.training.state import default_out
 
         out = args.out if args.out is not None else default_out(config)

@@ -257,6 +257,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug in this module
 
 
+def overrides_name(base: str, overrides) -> str:
+    """A deterministic folder name: `base`, then each override as _<last key part><value>
+    (`nanda`, ["train.steps=1000"] -> `nanda_steps1000`), in characters every file system takes."""
+    parts = [base]
+    for item in overrides:
+        key, _, value = item.partition("=")
+        parts.append(f"{key.strip().split('.')[-1]}{value.strip()}")
+    return "".join(c if c.isalnum() or c in "-_.=" else "-" for c in "_".join(parts))
+
+
 def with_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply `section.key=value` strings, type-checked; returns a new config."""
     data = config.to_dict()

@@ -150,8 +150,9 @@ def get(name: str) -> Reproduction:
 def default_out(name: str, scale: str, overrides: tuple[str, ...] = ()) -> Path:
     """reproductions/<name>/<scale>, with the overrides in the folder's name when there are any
     (a run changed by --set is another run, never reused for the paper's own)."""
-    suffix = "".join(f"_{item.partition('=')[0].split('.')[-1]}{item.partition('=')[2]}" for item in overrides)
-    return Path("reproductions") / name / "".join(c if c.isalnum() or c in "-_.=" else "-" for c in scale + suffix)
+    from grokscope.config import overrides_name
+
+    return Path("reproductions") / name / overrides_name(scale, overrides)
 
 
 def reproduce(name: str, scale: str = "quick", *, out: str | os.PathLike | None = None, jobs: int = 2,
